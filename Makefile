@@ -1,0 +1,33 @@
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/python:
+	$(shell command -v $(PY) || echo python3) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.demo: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e '.[demo]'
+	touch $@
+
+$(VENV)/.dev: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.demo
+
+## make demo: explain a real pretrained network on a real clip, offline.
+demo: $(VENV)/.demo
+	$(BIN)/fxcfp explain --out fxcfp-out/demo
+
+## make test: lint, then the whole suite (the browser test installs Debian's chromium when it can).
+test: $(VENV)/.dev
+	-@sh scripts/ensure-chromium
+	$(BIN)/ruff check fxcfp tests benchmarks
+	$(BIN)/python -m pytest -q tests
+
+bench: $(VENV)/.dev
+	$(BIN)/python benchmarks/core.py
+
+clean:
+	rm -rf $(VENV) fxcfp-out .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,258 @@
+"""The public entry points: :class:`Analyzer`, :func:`analyze`, :func:`analyze_batch`."""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from ._backstep import LayerTensors, backstep
+from ._checks import check_classes, check_model, check_options, prepare_inputs
+from ._errors import UnsupportedModelError
+from ._plan import Plan, build_plan, record_activations
+from ._pyramid import Pyramid
+from ._trace import Traced, trace_model
+
+__all__ = ["Analyzer", "analyze", "analyze_batch"]
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode for the call; every module's own ``training`` flag comes back afterwards, also
+    when the call raises."""
+    flags = [(module, module.training) for module in model.modules()]
+    try:
+        for module, _ in flags:
+            module.training = False
+        with torch.no_grad():
+            yield
+    finally:
+        for module, flag in flags:
+            module.training = flag
+
+
+class Analyzer:
+    """Traces a model once and explains many clips with it.
+
+    Tracing, the channel maps and the pooled weights depend only on the model (and, for the
+    channel maps, the input shape), so they are computed on first use and kept: a later call
+    costs one forward pass plus the back-step.
+
+    Args:
+        model: any ``nn.Module`` returning ``N x classes`` logits. It is never changed: its
+            parameters, buffers, ``training`` flags, ``requires_grad`` and hooks are the same
+            after every call, also one that raises. Weights are read live, so an Analyzer keeps
+            explaining the model as it is trained further.
+        leaf_modules: module classes symbolic tracing must not enter (for data-dependent
+            control flow); each needs a rule, see :func:`fxcfp.register_channel_rule`.
+        concrete_args: arguments of ``forward`` to fix while tracing (torch.fx).
+        trace: ``"auto"`` (torch.fx, then torch.export), ``"fx"`` or ``"export"``.
+
+    Example:
+        >>> import torch, torchvision, fxcfp
+        >>> analyzer = fxcfp.Analyzer(torchvision.models.video.r3d_18())
+        >>> clips = torch.randn(4, 3, 8, 56, 56)
+        >>> pyramids = analyzer.analyze_batch(clips)
+        >>> [p.target for p in pyramids]  # doctest: +SKIP
+    """
+
+    def __init__(self, model: nn.Module, *, leaf_modules: tuple[type[nn.Module], ...] = (),
+                 concrete_args: dict[str, Any] | None = None,
+                 trace: Literal["auto", "fx", "export"] = "auto") -> None:
+        self._model_ref: Any = check_model(model, "fxcfp.Analyzer")
+        self._leaf_modules = tuple(leaf_modules)
+        self._concrete_args = concrete_args
+        self._trace = trace
+        self._fx: Traced | None = None
+        self._plans: dict[tuple[Any, ...], Plan] = {}
+        self._tensors: dict[tuple[Any, ...], tuple[tuple[Any, ...], list[LayerTensors]]] = {}
+        self._fingerprint: tuple[int, ...] | None = None
+
+    @property
+    def model(self) -> nn.Module:
+        model = self._model_ref() if isinstance(self._model_ref, weakref.ref) else self._model_ref
+        if model is None:
+            raise UnsupportedModelError("fxcfp.Analyzer: the model was garbage-collected")
+        return model
+
+    # --- plans -----------------------------------------------------------------------------
+
+    def _plan(self, inputs: list[torch.Tensor], as_list: bool) -> Plan:
+        model = self.model
+        call_args = [inputs] if as_list else inputs
+        kind = "export" if (as_list or self._trace == "export") else "fx"
+        if kind == "fx":
+            # symbolic tracing is shape-agnostic, but flatten sizes make channel maps per shape
+            key: tuple[Any, ...] = ("fx",) + tuple(
+                (tuple(x.shape[1:]), x.dtype, x.device) for x in inputs)
+        else:
+            key = ("export", as_list) + tuple((tuple(x.shape), x.dtype, x.device) for x in inputs)
+        if key in self._plans:
+            return self._plans[key]
+        traced = self._fx if kind == "fx" else None
+        if traced is None:
+            traced = trace_model(model, call_args, leaf_modules=self._leaf_modules,
+                                 concrete_args=self._concrete_args, method=self._trace)
+        if traced.method == "fx":
+            self._fx = traced
+            sample = [x[:1] for x in inputs]  # channel maps do not depend on the batch size
+        else:
+            sample = inputs
+        plan = build_plan(traced, sample, model)
+        if traced.method == "export" and kind == "fx":
+            key = ("export", as_list) + tuple((tuple(x.shape), x.dtype, x.device) for x in inputs)
+        self._plans[key] = plan
+        return plan
+
+    def _layer_tensors(self, plan: Plan, device: torch.device, dtype: torch.dtype
+                       ) -> list[LayerTensors]:
+        """Pooled weights on the device, recomputed only when a weight changed in place."""
+        params = [plan.traced.gm.get_parameter(layer.weight) for layer in plan.layers]
+        version = tuple((p._version, p.data_ptr()) for p in params)
+        key = (id(plan), device, dtype)
+        cached = self._tensors.get(key)
+        if cached is None or cached[0] != version:
+            cached = (version, plan.layer_tensors(device, dtype))
+            self._tensors[key] = cached
+        return cached[1]
+
+    def _record(self, plan: Plan, inputs: tuple[torch.Tensor, ...],
+                requests: dict[str, tuple[int, torch.Tensor]], sample: int
+                ) -> dict[str, torch.Tensor]:
+        """A targeted forward for the maps: only the requested channels of one sample."""
+        if plan.traced.method == "fx":
+            inputs, sample = tuple(x[sample: sample + 1] for x in inputs), 0
+        with _eval_mode(self.model):
+            return record_activations(plan.traced.gm, list(inputs), requests, sample)
+
+    # --- analysis --------------------------------------------------------------------------
+
+    def analyze(self, clip: torch.Tensor | list[torch.Tensor], cls: int | None = None, *,
+                threshold: float = 0.6, max_depth: int | None = None,
+                top_k: int | None = None) -> Pyramid:
+        """Explain one clip: see :func:`fxcfp.analyze`."""
+        options = check_options("fxcfp.analyze", threshold, max_depth, top_k)
+        inputs, as_list = prepare_inputs("fxcfp.analyze", self.model, clip, batched=False)
+        return self._run("fxcfp.analyze", inputs, as_list, cls, options)[0]
+
+    def analyze_batch(self, clips: torch.Tensor | list[torch.Tensor], classes: Any = None, *,
+                      threshold: float = 0.6, max_depth: int | None = None,
+                      top_k: int | None = None) -> list[Pyramid]:
+        """Explain a batch of clips with one forward pass: see :func:`fxcfp.analyze_batch`."""
+        options = check_options("fxcfp.analyze_batch", threshold, max_depth, top_k)
+        inputs, as_list = prepare_inputs("fxcfp.analyze_batch", self.model, clips, batched=True)
+        return self._run("fxcfp.analyze_batch", inputs, as_list, classes, options)
+
+    def _run(self, call: str, inputs: list[torch.Tensor], as_list: bool, classes: Any,
+             options: tuple[float, int | None, int | None]) -> list[Pyramid]:
+        threshold, max_depth, top_k = options
+        model = self.model
+        with _eval_mode(model):
+            plan = self._plan(inputs, as_list)
+            logits, pooled = plan.capture(*inputs)
+        batch, num_classes = logits.shape
+        targets = check_classes(call, classes, batch, num_classes)
+        best = logits.argmax(1)
+        chosen = torch.tensor([best[i] if t is None else t for i, t in enumerate(targets)],
+                              device=logits.device)
+        roots = plan.output_sources.to(logits.device)[chosen]
+        roots = torch.where(roots < 0, plan.total_ids, roots)
+        layer_pooled = [pooled[i] for i in plan.pooled_index]
+        tensors = self._layer_tensors(plan, logits.device, layer_pooled[0].dtype)
+        depth = backstep(tensors, layer_pooled, roots, plan.total_ids, threshold=threshold,
+                         max_depth=max_depth, top_k=top_k)
+        # the one transfer to the host
+        depth = depth.cpu().numpy()
+        logits_cpu = logits.detach().float().cpu()
+        probabilities = logits_cpu.softmax(1)
+        chosen_cpu = chosen.cpu()
+        pooled_cpu = [p.detach().cpu() for p in layer_pooled]
+        return [
+            Pyramid(
+                target=int(chosen_cpu[i]), probability=float(probabilities[i, chosen_cpu[i]]),
+                logits=logits_cpu[i], threshold=threshold, max_depth=max_depth, top_k=top_k,
+                _plan=plan, _analyzer=self, _depth=depth[i],
+                _pooled=tuple(p[i] for p in pooled_cpu), _inputs=tuple(inputs), _sample=i,
+            )
+            for i in range(batch)
+        ]
+
+
+_CACHE: weakref.WeakKeyDictionary[nn.Module, Analyzer] = weakref.WeakKeyDictionary()
+
+
+def _fingerprint(model: nn.Module) -> tuple[int, ...]:
+    return tuple(id(m) for m in model.modules()) + tuple(id(p) for p in model.parameters())
+
+
+def _cached_analyzer(model: Any, call: str) -> Analyzer:
+    """The one-call functions reuse an Analyzer per model while its module tree is unchanged.
+    The cache holds the model weakly, so it never keeps a model alive."""
+    model = check_model(model, call)
+    fingerprint = _fingerprint(model)
+    analyzer = _CACHE.get(model)
+    if analyzer is None or analyzer._fingerprint != fingerprint:
+        analyzer = Analyzer(model)
+        analyzer._model_ref = weakref.ref(model)
+        analyzer._fingerprint = fingerprint
+        _CACHE[model] = analyzer
+    return analyzer
+
+
+def analyze(model: nn.Module, clip: torch.Tensor | list[torch.Tensor], cls: int | None = None,
+            *, threshold: float = 0.6, max_depth: int | None = None,
+            top_k: int | None = None) -> Pyramid:
+    """Find the class feature pyramid of one clip: the kernels, through the whole depth of the
+    network, that carry the evidence for class ``cls``.
+
+    Args:
+        model: a classifier returning ``N x classes`` logits (or probabilities). Any
+            architecture torch.fx or torch.export can trace; it is analysed in eval mode and
+            left exactly as it was.
+        clip: ``C x T x H x W`` or ``1 x C x T x H x W`` (or ``C x H x W`` for an image CNN);
+            for a multi-input model (SlowFast) a list with one such tensor per pathway, passed
+            to the model as one list.
+        cls: the class to explain; ``None`` explains the top class.
+        threshold: the gate (SPEC eq. 2): a channel passes when its per-kernel min-max
+            normalised score is at least this.
+        max_depth: back-steps to expand from the class; ``None`` goes down to the clip.
+        top_k: keep at most this many passing channels per kernel.
+
+    Returns:
+        The :class:`Pyramid`.
+
+    Raises:
+        FxcfpError: a subclass naming the problem, for bad input, an untraceable model or an
+            op without a channel rule.
+
+    Example:
+        >>> import torch, torchvision, fxcfp
+        >>> model = torchvision.models.video.r3d_18()
+        >>> pyramid = fxcfp.analyze(model, torch.randn(3, 8, 56, 56), threshold=0.6)
+        >>> print(pyramid.summary())  # doctest: +SKIP
+    """
+    return _cached_analyzer(model, "fxcfp.analyze").analyze(
+        clip, cls, threshold=threshold, max_depth=max_depth, top_k=top_k)
+
+
+def analyze_batch(model: nn.Module, clips: torch.Tensor | list[torch.Tensor],
+                  classes: Any = None, *, threshold: float = 0.6, max_depth: int | None = None,
+                  top_k: int | None = None) -> list[Pyramid]:
+    """Explain a batch of clips with one forward pass and one batched back-step.
+
+    Args:
+        model: as in :func:`analyze`.
+        clips: ``N x C x T x H x W``, or for a multi-input model a list of batched tensors,
+            one per pathway.
+        classes: ``None`` (each clip's top class), one int for all, or one per clip.
+        threshold, max_depth, top_k: as in :func:`analyze`.
+
+    Returns:
+        One :class:`Pyramid` per clip.
+    """
+    return _cached_analyzer(model, "fxcfp.analyze_batch").analyze_batch(
+        clips, classes, threshold=threshold, max_depth=max_depth, top_k=top_k)

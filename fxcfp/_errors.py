@@ -1,0 +1,57 @@
+"""The errors fxcfp raises.
+
+Every error is an :class:`FxcfpError`. Errors about the caller's arguments are also a
+``ValueError`` or ``TypeError``, so code that already catches those keeps working. Messages name
+the public call, the place (FX node, module path, op) and the fix.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FxcfpError",
+    "InvalidInputError",
+    "InvalidArgumentError",
+    "InvalidTypeError",
+    "DeviceMismatchError",
+    "UntraceableModelError",
+    "UnsupportedOpError",
+    "UnsupportedModelError",
+]
+
+
+class FxcfpError(Exception):
+    """Base class of every error fxcfp raises."""
+
+
+class InvalidInputError(FxcfpError, ValueError):
+    """The clip (or clips) cannot be analysed: wrong rank, dtype, non-finite values, empty batch."""
+
+
+class InvalidArgumentError(FxcfpError, ValueError):
+    """An option is out of its range: ``cls``, ``threshold``, ``max_depth``, ``top_k``."""
+
+
+class InvalidTypeError(FxcfpError, TypeError):
+    """An argument has the wrong type (a float class index, a numpy array for a clip...)."""
+
+
+class DeviceMismatchError(FxcfpError, ValueError):
+    """The clip and the model live on different devices."""
+
+
+class UntraceableModelError(FxcfpError):
+    """Neither ``torch.fx`` symbolic tracing nor ``torch.export`` could capture the model's graph."""
+
+
+class UnsupportedOpError(FxcfpError):
+    """An operation in the traced graph has no channel rule.
+
+    fxcfp never guesses: an op it cannot map would silently produce wrong links. Register a rule
+    with :func:`fxcfp.register_channel_rule` to teach it.
+    """
+
+
+class UnsupportedModelError(FxcfpError):
+    """The model as a whole is outside what Class Feature Pyramids can explain (no weighted
+    layer, an output that is not ``N x classes`` logits, data-dependent channel mixing such as
+    attention)."""

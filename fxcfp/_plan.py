@@ -1,0 +1,234 @@
+"""A plan: everything about one traced model and one input signature that does not depend on the
+clip's values — the weighted layers, their channel maps, and the graph that captures pooled inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import fx
+
+from ._backstep import LayerTensors
+from ._errors import UnsupportedModelError
+from ._trace import Traced
+from .passes import (
+    CHANNEL_MAP,
+    OUTPUT_MAP,
+    WEIGHTED_LAYER,
+    ChannelMap,
+    OutputMap,
+    WeightedLayer,
+    annotate_channel_maps,
+    annotate_weighted_layers,
+)
+
+__all__ = ["LayerInfo", "Plan", "build_plan"]
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One weighted layer as the back-step and the result see it."""
+
+    name: str
+    kind: Literal["conv", "linear"]
+    node: str
+    input_node: str
+    weight: str
+    weight_transposed: bool
+    groups: int
+    in_channels: int
+    out_channels: int
+    first_id: int
+    pathway: int
+    input_shape: tuple[int, ...]
+    sources: torch.Tensor  # in_channels x K global ids, -1 padding (cpu)
+
+    @property
+    def channel_dim(self) -> int:
+        return 1 if self.kind == "conv" else len(self.input_shape) - 1
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The static half of an analysis, built once per traced model and input signature.
+
+    Attributes:
+        traced: the traced model.
+        layers: the weighted layers in topological order.
+        capture: ``gm`` extended to return ``(output, pooled inputs of every layer)``.
+        pooled_index: for each layer, which pooled output of ``capture`` is its input.
+        output_sources: ``classes x K`` global ids of the kernels each class comes from.
+        total_ids: number of global ids (kernels of every layer plus input channels).
+        input_names: node-key prefix of each model input (``input`` or ``input0``...).
+        input_ranges: ``(first id, channels)`` of each model input.
+        input_shapes: shapes of the inputs the plan was built for.
+        id_owner: for each global id, the index into :attr:`names` of its layer or input.
+        id_channel: for each global id, its channel.
+        names: layer names followed by input names.
+    """
+
+    traced: Traced
+    layers: tuple[LayerInfo, ...]
+    capture: fx.GraphModule
+    pooled_index: tuple[int, ...]
+    output_sources: torch.Tensor
+    total_ids: int
+    input_names: tuple[str, ...]
+    input_ranges: tuple[tuple[int, int], ...]
+    input_shapes: tuple[tuple[int, ...], ...]
+    id_owner: np.ndarray
+    id_channel: np.ndarray
+    names: tuple[str, ...]
+
+    def layer_index(self, name: str) -> int:
+        for i, layer in enumerate(self.layers):
+            if layer.name == name:
+                return i
+        raise KeyError(name)
+
+    def pooled_weight(self, layer: LayerInfo) -> torch.Tensor:
+        """SPEC step 2: the weight averaged over its kernel dims, ``out x in/groups``."""
+        weight = self.traced.gm.get_parameter(layer.weight).detach()
+        if layer.weight_transposed:
+            weight = weight.t()
+        if weight.dim() > 2:
+            weight = weight.mean(dim=tuple(range(2, weight.dim())))
+        return weight
+
+    def layer_tensors(self, device: torch.device, dtype: torch.dtype) -> list[LayerTensors]:
+        tensors = []
+        for layer in self.layers:
+            sources = layer.sources.clone()
+            sources[sources < 0] = self.total_ids  # padding points at the sink
+            group_of_kernel = None
+            if layer.groups > 1:
+                per_group = layer.out_channels // layer.groups
+                group_of_kernel = torch.arange(layer.out_channels, device=device) // per_group
+            tensors.append(LayerTensors(
+                first_id=layer.first_id,
+                groups=layer.groups,
+                weight=self.pooled_weight(layer).to(device=device, dtype=dtype),
+                group_of_kernel=group_of_kernel,
+                sources=sources.to(device),
+            ))
+        return tensors
+
+
+def _pool(graph: fx.Graph, node: fx.Node, ndim: int, kind: str) -> fx.Node:
+    """A node averaging ``node`` over every dim but batch and channel (SPEC step 2)."""
+    dims = tuple(range(2, ndim)) if kind == "conv" else tuple(range(1, ndim - 1))
+    if not dims:
+        return node
+    anchor = node
+    if node.op == "placeholder":
+        anchor = [n for n in graph.nodes if n.op == "placeholder"][-1]
+    with graph.inserting_after(anchor):
+        # pooled right where the activation is made, so the activation can be freed early
+        return graph.call_function(torch.mean, (node,), {"dim": dims})
+
+
+def _capture_module(gm: fx.GraphModule, layers: list[LayerInfo]) -> tuple[fx.GraphModule, tuple[int, ...]]:
+    graph = fx.Graph()
+    values: dict[fx.Node, fx.Node] = {}
+    output = graph.graph_copy(gm.graph, values)
+    by_name = {old.name: new for old, new in values.items()}
+    pooled_nodes: list[fx.Node] = []
+    slot: dict[str, int] = {}
+    index = []
+    for layer in layers:
+        key = f"{layer.input_node}/{layer.kind}"
+        if key not in slot:
+            slot[key] = len(pooled_nodes)
+            pooled_nodes.append(_pool(graph, by_name[layer.input_node], len(layer.input_shape),
+                                      layer.kind))
+        index.append(slot[key])
+    graph.output((output, tuple(pooled_nodes)))
+    capture = fx.GraphModule(gm, graph, "FxcfpCapture")
+    return capture, tuple(index)
+
+
+def build_plan(traced: Traced, inputs: list[torch.Tensor], model: torch.nn.Module) -> Plan:
+    """Run the pass pipeline on ``traced`` for ``inputs`` and gather the plan."""
+    gm = traced.gm
+    annotate_weighted_layers(gm, model)
+    annotate_channel_maps(gm, *inputs)
+    layers = []
+    for node in gm.graph.nodes:
+        layer: WeightedLayer | None = node.meta.get(WEIGHTED_LAYER)
+        if layer is None:
+            continue
+        cmap: ChannelMap | None = node.meta.get(CHANNEL_MAP)
+        if cmap is None:
+            continue  # dead code: the layer does not reach the output
+        layers.append(LayerInfo(
+            name=layer.name, kind=layer.kind, node=node.name, input_node=layer.input,
+            weight=layer.weight, weight_transposed=layer.weight_transposed,
+            groups=layer.groups, in_channels=layer.in_channels,
+            out_channels=layer.out_channels, first_id=cmap.first_id, pathway=cmap.pathway,
+            input_shape=cmap.input_shape, sources=cmap.sources,
+        ))
+    if not layers:
+        raise UnsupportedModelError(
+            f"fxcfp.analyze: the model ({type(model).__name__}) has no weighted layer: no "
+            "convolution or linear layer whose weight is a parameter was found in its traced "
+            "graph, so there are no kernels to explain."
+        )
+    out: OutputMap = next(n for n in gm.graph.nodes if n.op == "output").meta[OUTPUT_MAP]
+    input_names = (("input",) if len(out.inputs) == 1
+                   else tuple(f"input{i}" for i in range(len(out.inputs))))
+    names = tuple(layer.name for layer in layers) + input_names
+    id_owner = np.empty(out.total_ids, dtype=np.int64)
+    id_channel = np.empty(out.total_ids, dtype=np.int64)
+    ranges = [(layer.first_id, layer.out_channels) for layer in layers] + list(out.inputs)
+    for owner, (first, count) in enumerate(ranges):
+        id_owner[first: first + count] = owner
+        id_channel[first: first + count] = np.arange(count)
+    capture, pooled_index = _capture_module(gm, layers)
+    return Plan(
+        traced=traced, layers=tuple(layers), capture=capture, pooled_index=pooled_index,
+        output_sources=out.sources, total_ids=out.total_ids, input_names=input_names,
+        input_ranges=out.inputs, input_shapes=tuple(tuple(x.shape) for x in inputs),
+        id_owner=id_owner, id_channel=id_channel, names=names,
+    )
+
+
+class _ActivationRecorder(fx.Interpreter):
+    """Runs ``gm`` and keeps, for the requested nodes, one sample's selected channels only."""
+
+    def __init__(self, gm: fx.GraphModule, requests: dict[str, tuple[int, torch.Tensor]],
+                 sample: int) -> None:
+        super().__init__(gm, garbage_collect_values=True)
+        self.requests = dict(requests)
+        self.sample = sample
+        self.found: dict[str, torch.Tensor] = {}
+
+    def run_node(self, n: fx.Node) -> Any:
+        value = super().run_node(n)
+        if n.name in self.requests:
+            dim, channels = self.requests.pop(n.name)
+            row = value[self.sample]
+            self.found[n.name] = row.index_select(dim - 1, channels.to(row.device)).cpu()
+            if not self.requests:
+                raise _Done
+        return value
+
+
+class _Done(Exception):
+    pass
+
+
+def record_activations(gm: fx.GraphModule, inputs: list[torch.Tensor],
+                       requests: dict[str, tuple[int, torch.Tensor]], sample: int
+                       ) -> dict[str, torch.Tensor]:
+    """One forward that keeps only the requested channels of the requested nodes (and stops as
+    soon as it has them all)."""
+    recorder = _ActivationRecorder(gm, requests, sample)
+    if requests:
+        try:
+            recorder.run(*inputs)
+        except _Done:
+            pass
+    return recorder.found

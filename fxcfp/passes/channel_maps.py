@@ -1,0 +1,242 @@
+"""Compute every weighted layer's channel map by running the graph on channel labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import fx
+
+from .._errors import UnsupportedModelError, UnsupportedOpError
+from .labels import NONE, new_label
+from .rules import RuleCall, RuleError, lookup_rule
+from .weighted_layers import WEIGHTED_LAYER, WeightedLayer
+
+__all__ = ["CHANNEL_MAP", "OUTPUT_MAP", "ChannelMap", "OutputMap", "annotate_channel_maps"]
+
+CHANNEL_MAP = "fxcfp.channel_map"
+OUTPUT_MAP = "fxcfp.output_map"
+
+
+@dataclass(frozen=True)
+class ChannelMap:
+    """The channel map of one weighted layer's input (SPEC "channel map").
+
+    Attributes:
+        sources: ``in_channels x K`` global producer ids: row ``i`` lists the kernels (or clip
+            channels) whose values reach input channel ``i`` through weight-free ops; ``-1`` pads.
+        first_id: the global id of this layer's output channel 0; its kernels are
+            ``first_id .. first_id + out_channels - 1``.
+        pathway: the model input this layer belongs to (the one it is fewest weighted layers
+            away from); maps are drawn over that input.
+        input_shape: shape of the activation the layer reads, batch dim included.
+    """
+
+    sources: torch.Tensor
+    first_id: int
+    pathway: int
+    input_shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class OutputMap:
+    """Where the model's output channels come from: ``classes x K`` global producer ids, and the
+    id space: ``inputs`` as (first id, channels) per model input."""
+
+    sources: torch.Tensor
+    total_ids: int
+    inputs: tuple[tuple[int, int], ...]
+
+
+def _op_name(node: fx.Node, gm: fx.GraphModule) -> str:
+    if node.op == "call_module":
+        return f"module {node.target!r} ({type(gm.get_submodule(node.target)).__name__})"
+    if node.op == "call_method":
+        return f"method Tensor.{node.target}"
+    target = node.target
+    return f"function {getattr(target, '__module__', '')}.{getattr(target, '__name__', target)}"
+
+
+def _module_path(node: fx.Node) -> str:
+    stack = node.meta.get("nn_module_stack")
+    if stack:
+        path = list(stack.values())[-1]
+        return f" inside module {path[0]!r} ({getattr(path[1], '__name__', path[1])})"
+    return ""
+
+
+def _has_tensor(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_has_tensor(v) for v in value)
+    return False
+
+
+def _any_label(labels: Any) -> bool:
+    if isinstance(labels, torch.Tensor):
+        return True
+    if isinstance(labels, (list, tuple)):
+        return any(_any_label(v) for v in labels)
+    return False
+
+
+class _LabelInterpreter(fx.Interpreter):
+    """Runs the graph on real values and, beside them, on channel labels."""
+
+    def __init__(self, gm: fx.GraphModule) -> None:
+        super().__init__(gm, garbage_collect_values=True)
+        self.labels: dict[fx.Node, Any] = {}
+        self.hops: dict[fx.Node, dict[int, int]] = {}
+        self.next_id = 0
+        self.inputs: list[tuple[int, int]] = []
+
+    def _ids(self, count: int) -> torch.Tensor:
+        ids = torch.arange(self.next_id, self.next_id + count)
+        self.next_id += count
+        return ids
+
+    def _label_of(self, arg: Any) -> Any:
+        if isinstance(arg, fx.Node):
+            return self.labels.get(arg)
+        if isinstance(arg, (list, tuple)):
+            return tuple(self._label_of(a) for a in arg)
+        if isinstance(arg, dict):
+            return {k: self._label_of(v) for k, v in arg.items()}
+        return None
+
+    def _hops_of(self, node: fx.Node) -> dict[int, int]:
+        merged: dict[int, int] = {}
+        for parent in node.all_input_nodes:
+            for pathway, hops in self.hops.get(parent, {}).items():
+                merged[pathway] = min(hops, merged.get(pathway, hops))
+        return merged
+
+    def run_node(self, n: fx.Node) -> Any:
+        if n.op == "call_module" and n.target == "_guards_fn":
+            return None  # torch.export's input guards: not part of the computation
+        value = super().run_node(n)
+        self.hops[n] = self._hops_of(n)
+        if n.op == "placeholder":
+            if isinstance(value, torch.Tensor):
+                if value.dim() < 2:
+                    raise UnsupportedModelError(
+                        f"fxcfp.analyze: model input {n.name!r} has shape {tuple(value.shape)}; "
+                        "inputs must be N x C x ... tensors"
+                    )
+                self.inputs.append((self.next_id, value.shape[1]))
+                self.labels[n] = new_label(self._ids(value.shape[1]), value.dim(), 1)
+                self.hops[n] = {len(self.inputs) - 1: 0}
+            return value
+        if n.op in ("get_attr", "output"):
+            if n.op == "output":
+                self.labels[n] = self._label_of(n.args[0])
+            return value
+        layer: WeightedLayer | None = n.meta.get(WEIGHTED_LAYER)
+        if layer is not None:
+            self._weighted(n, layer, value)
+            return value
+        args, kwargs = self.fetch_args_kwargs_from_env(n)
+        labels = self._label_of(n.args)
+        kwarg_labels = self._label_of(dict(n.kwargs))
+        if not _has_tensor(value) or not (_any_label(labels) or _any_label(kwarg_labels)):
+            # sizes, constants, and tensors made from them carry no producer channels
+            self.labels[n] = None
+            return value
+        module = self.module.get_submodule(n.target) if n.op == "call_module" else None
+        rule = lookup_rule(n, module)
+        if rule is None:
+            raise UnsupportedOpError(
+                f"fxcfp.analyze: no channel rule for FX node {n.name!r}: {_op_name(n, self.module)}"
+                f"{_module_path(n)}. fxcfp never treats an unknown op as identity. Hint: if the op "
+                "keeps channels apart, register it, e.g. fxcfp.register_channel_rule(<op>, "
+                "'pointwise' | 'passthrough' | 'shape' | 'reduce'), or pass a function rule."
+            )
+        call = RuleCall(n, tuple(args), dict(kwargs), labels, kwarg_labels, value,
+                        self._applier(n))
+        try:
+            self.labels[n] = rule(call)
+        except (RuleError, RuntimeError, TypeError, IndexError) as err:
+            raise UnsupportedOpError(
+                f"fxcfp.analyze: the channel rule for FX node {n.name!r} "
+                f"({_op_name(n, self.module)}{_module_path(n)}) cannot map it: {err}. Hint: "
+                "register a rule of your own with fxcfp.register_channel_rule."
+            ) from err
+        return value
+
+    def _applier(self, n: fx.Node) -> Any:
+        if n.op == "call_module":
+            return self.module.get_submodule(n.target)
+        if n.op == "call_method":
+            return lambda self_, *args, **kwargs: getattr(self_, n.target)(*args, **kwargs)
+        return n.target
+
+    def _weighted(self, n: fx.Node, layer: WeightedLayer, value: torch.Tensor) -> None:
+        source = self.env[self._input_node(n, layer)]
+        label = self.labels.get(self._input_node(n, layer))
+        dim = layer.channel_dim % source.dim()
+        if source.shape[dim] != layer.in_channels:
+            raise UnsupportedOpError(
+                f"fxcfp.analyze: layer {layer.name!r} (FX node {n.name!r}) reads {source.shape[dim]}"
+                f" channels but its weight expects {layer.in_channels}"
+            )
+        node_hops = self.hops[n]
+        pathway = min(node_hops, key=lambda p: (node_hops[p], p)) if node_hops else 0
+        self.hops[n] = {p: h + 1 for p, h in node_hops.items()}
+        n.meta[CHANNEL_MAP] = ChannelMap(
+            sources=_per_channel(label, source.shape, dim),
+            first_id=self.next_id,
+            pathway=pathway,
+            input_shape=tuple(source.shape),
+        )
+        out_dim = 1 if layer.kind == "conv" else value.dim() - 1
+        self.labels[n] = new_label(self._ids(layer.out_channels), value.dim(), out_dim)
+
+    def _input_node(self, n: fx.Node, layer: WeightedLayer) -> fx.Node:
+        return next(a for a in n.all_input_nodes if a.name == layer.input)
+
+
+def _per_channel(label: torch.Tensor | None, shape: torch.Size, dim: int) -> torch.Tensor:
+    """For each channel along ``dim``: the ids found anywhere in that channel (``C x K``)."""
+    channels = shape[dim]
+    if label is None:
+        return torch.full((channels, 1), NONE, dtype=torch.int64)
+    moved = label.movedim(dim, 0)
+    flat = moved.reshape(moved.shape[0], -1).to(torch.int64)
+    # unique ids per row, vectorised: sort, blank repeats, sort again, trim the padding
+    ordered, _ = torch.sort(flat, dim=1, descending=True)
+    repeated = torch.zeros_like(ordered, dtype=torch.bool)
+    repeated[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+    ordered, _ = torch.sort(ordered.masked_fill(repeated, NONE), dim=1, descending=True)
+    width = max(1, int((ordered != NONE).sum(1).max()))
+    table = ordered[:, :width].contiguous()
+    if table.shape[0] == 1 and channels > 1:
+        table = table.expand(channels, width).clone()  # one label for all channels
+    return table
+
+
+def annotate_channel_maps(gm: fx.GraphModule, *inputs: torch.Tensor) -> fx.GraphModule:
+    """Write CHANNEL_MAP into node.meta of every weighted layer, and OUTPUT_MAP on the output node:
+    which producer kernels (or input channels) feed each channel through weight-free ops."""
+    interpreter = _LabelInterpreter(gm)
+    with torch.no_grad():
+        output = interpreter.run(*inputs)
+    out_node = next(n for n in gm.graph.nodes if n.op == "output")
+    if not isinstance(output, torch.Tensor) or output.dim() != 2:
+        got = (f"a tensor of shape {tuple(output.shape)}" if isinstance(output, torch.Tensor)
+               else f"a {type(output).__name__}")
+        raise UnsupportedModelError(
+            f"fxcfp.analyze: the model returned {got}; it must return N x classes logits (or "
+            "probabilities). Hint: wrap the model so that forward returns the classification "
+            "logits only."
+        )
+    label = interpreter.labels.get(out_node)
+    if isinstance(label, tuple) and len(label) == 1:
+        label = label[0]  # torch.export returns a one-tuple
+    out_node.meta[OUTPUT_MAP] = OutputMap(
+        sources=_per_channel(label if isinstance(label, torch.Tensor) else None, output.shape, 1),
+        total_ids=interpreter.next_id,
+        inputs=tuple(interpreter.inputs),
+    )
+    return gm

@@ -1,0 +1,70 @@
+"""Channel labels: the abstract values the channel-map pass propagates through a graph.
+
+A *label* tensor says, for every element of an activation, which producer channels reach it
+through weight-free operations. Producers are identified by global integer ids (one per output
+channel of every weighted layer, one per channel of every model input). A label has the shape of
+the activation plus one trailing *set* dimension ``K`` holding up to ``K`` ids per element, ``-1``
+padding. Dimensions along which the labels do not change are kept at size 1, so a
+``N x C x T x H x W`` activation usually carries a ``1 x C x 1 x 1 x 1 x K`` label: cheap to move
+around, and expanded to full size only where a reshape or concatenation needs it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["NONE", "compact", "expand_full", "new_label", "union"]
+
+NONE = -1
+_DTYPE = torch.int32
+
+
+def new_label(ids: torch.Tensor, ndim: int, channel_dim: int) -> torch.Tensor:
+    """A label for an ``ndim`` activation whose channel ``c`` (along ``channel_dim``) is ``ids[c]``."""
+    shape = [1] * ndim
+    shape[channel_dim] = ids.numel()
+    return ids.to(_DTYPE).reshape(*shape, 1)
+
+
+def compact(label: torch.Tensor) -> torch.Tensor:
+    """Collapse every dimension the label is constant along to size 1, and drop duplicate and
+    padding ids from the set dimension."""
+    for dim in range(label.dim() - 1):
+        if label.shape[dim] > 1:
+            first = label.narrow(dim, 0, 1)
+            if bool((label == first).all()):
+                label = first
+    return _dedupe(label)
+
+
+def _dedupe(label: torch.Tensor) -> torch.Tensor:
+    if label.shape[-1] == 1:
+        return label
+    ordered, _ = torch.sort(label, dim=-1, descending=True)
+    repeated = torch.zeros_like(ordered, dtype=torch.bool)
+    repeated[..., 1:] = ordered[..., 1:] == ordered[..., :-1]
+    ordered = ordered.masked_fill(repeated, NONE)
+    ordered, _ = torch.sort(ordered, dim=-1, descending=True)
+    # keep at least one column so the label keeps its rank
+    width = max(int((ordered != NONE).sum(-1).max()), 1)
+    return ordered[..., :width].contiguous()
+
+
+def expand_full(label: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
+    """View the label at the activation's full ``shape`` (plus its set dimension)."""
+    return label.expand(*shape, label.shape[-1])
+
+
+def union(labels: list[torch.Tensor], shape: torch.Size | tuple[int, ...]) -> torch.Tensor | None:
+    """Element-wise union of labels that broadcast to an activation of ``shape``."""
+    if not labels:
+        return None
+    ndim = len(shape)
+    aligned = []
+    for label in labels:
+        # broadcasting aligns trailing dims: prepend size-1 dims, keep the set dim last
+        missing = ndim - (label.dim() - 1)
+        aligned.append(label.reshape((1,) * missing + tuple(label.shape)))
+    common = torch.broadcast_shapes(*(tuple(a.shape[:-1]) for a in aligned))
+    merged = torch.cat([a.expand(*common, a.shape[-1]) for a in aligned], dim=-1)
+    return compact(merged)

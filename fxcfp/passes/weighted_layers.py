@@ -1,0 +1,198 @@
+"""Find the weighted layers: the convolutions and linear layers whose weight is a model parameter."""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from .._errors import UnsupportedOpError
+
+__all__ = ["WEIGHTED_LAYER", "WeightedLayer", "annotate_weighted_layers"]
+
+WEIGHTED_LAYER = "fxcfp.weighted_layer"
+
+
+@dataclass(frozen=True)
+class WeightedLayer:
+    """One weighted layer of the traced graph.
+
+    Attributes:
+        name: the name users know the layer by: the qualified module name (``layer4.1.conv2``)
+            for a module, the FX node name for a functional call.
+        kind: ``"conv"`` (channels on dim 1 of its input) or ``"linear"`` (features on the
+            last dim).
+        weight: qualified name of the weight parameter.
+        input: name of the FX node the layer reads.
+        groups: convolution groups (1 for linear layers).
+        in_channels: input channels (features) the layer reads.
+        out_channels: output channels (kernels).
+        weight_transposed: the weight is stored ``in x out`` (an ``addmm``/``mm`` with a
+            transposed weight), not ``out x in``.
+    """
+
+    name: str
+    kind: Literal["conv", "linear"]
+    weight: str
+    input: str
+    groups: int
+    in_channels: int
+    out_channels: int
+    weight_transposed: bool = False
+
+    @property
+    def channel_dim(self) -> int:
+        return 1 if self.kind == "conv" else -1
+
+
+def _aten(name: str, overload: str = "default") -> Any:
+    packet = getattr(torch.ops.aten, name, None)
+    return getattr(packet, overload, None) if packet is not None else None
+
+
+_CONV_FUNCTIONS = {
+    F.conv1d, F.conv2d, F.conv3d, torch.conv1d, torch.conv2d, torch.conv3d,
+    _aten("conv1d"), _aten("conv2d"), _aten("conv3d"),
+    _aten("conv1d", "padding"), _aten("conv2d", "padding"), _aten("conv3d", "padding"),
+} - {None}
+_CONVOLUTION = {_aten("convolution"), _aten("_convolution")} - {None}
+_LINEAR_FUNCTIONS = {F.linear, _aten("linear")} - {None}
+_ADDMM = {torch.addmm, _aten("addmm")} - {None}
+_MM = {torch.mm, _aten("mm")} - {None}
+_TRANSPOSES = {torch.t, _aten("t"), _aten("permute"), _aten("transpose", "int"),
+               torch.transpose, torch.permute, _aten("numpy_T")} - {None}
+_TRANSPOSED_CONV_MODULES = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
+def _arg(node: fx.Node, index: int, name: str, default: Any = None) -> Any:
+    if len(node.args) > index:
+        return node.args[index]
+    return node.kwargs.get(name, default)
+
+
+def _parameter(gm: fx.GraphModule, node: Any) -> str | None:
+    """Qualified name of the parameter that ``node`` reads, if it reads one directly."""
+    if isinstance(node, fx.Node) and node.op == "get_attr":
+        try:
+            gm.get_parameter(node.target)
+        except AttributeError:
+            return None
+        return node.target
+    return None
+
+
+def _transposed_parameter(gm: fx.GraphModule, node: Any) -> str | None:
+    if not isinstance(node, fx.Node):
+        return None
+    is_transpose = (node.op == "call_function" and node.target in _TRANSPOSES) or (
+        node.op == "call_method" and node.target in ("t", "transpose", "permute")
+    )
+    return _parameter(gm, node.args[0]) if is_transpose else None
+
+
+def _owner_name(gm: fx.GraphModule, weight: str, node: fx.Node, model: nn.Module | None) -> str:
+    """A functional call reads ``<module>.weight`` of a Conv/Linear module (torch.export's graph
+    of a module-based model): name it after that module, as users know it."""
+    owner, _, leaf = weight.rpartition(".")
+    if leaf == "weight" and owner and model is not None:
+        try:
+            module = model.get_submodule(owner)
+        except AttributeError:
+            module = None
+        if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
+            return owner
+    return node.name
+
+
+def _unsupported(node: fx.Node, why: str) -> UnsupportedOpError:
+    return UnsupportedOpError(
+        f"fxcfp.analyze: FX node {node.name!r} ({node.op} {_target_name(node)}) {why}. "
+        "Hint: fxcfp explains convolutions and linear layers whose weight is a model parameter; "
+        "make the weight an nn.Parameter, or mark the enclosing module a leaf and register a "
+        "channel rule for it with fxcfp.register_channel_rule."
+    )
+
+
+def _target_name(node: fx.Node) -> str:
+    target = node.target
+    if isinstance(target, str):
+        return target
+    return getattr(target, "__name__", None) or str(target)
+
+
+def _describe(node: fx.Node, gm: fx.GraphModule, model: nn.Module | None) -> WeightedLayer | None:
+    if node.op == "call_module":
+        module = gm.get_submodule(node.target)
+        if isinstance(module, _TRANSPOSED_CONV_MODULES):
+            raise _unsupported(node, "is a transposed convolution, which is not a classifier "
+                                     "layer Class Feature Pyramids defines a back-step for")
+        if isinstance(module, nn.modules.conv._ConvNd):
+            return WeightedLayer(node.target, "conv", f"{node.target}.weight",
+                                 node.args[0].name, module.groups, module.in_channels,
+                                 module.out_channels)
+        if isinstance(module, nn.Linear):
+            return WeightedLayer(node.target, "linear", f"{node.target}.weight",
+                                 node.args[0].name, 1, module.in_features, module.out_features)
+        return None
+    if node.op != "call_function":
+        return None
+    target = node.target
+    if target in _CONV_FUNCTIONS or target in _CONVOLUTION or target in _LINEAR_FUNCTIONS:
+        weight_node = _arg(node, 1, "weight")
+        weight = _parameter(gm, weight_node)
+        if weight is None:
+            raise _unsupported(node, "convolves with a weight that is not a model parameter "
+                                     "(it is computed in forward)")
+        if target in _CONVOLUTION and _arg(node, 6, "transposed", False):
+            raise _unsupported(node, "is a transposed convolution")
+        shape = gm.get_parameter(weight).shape
+        if target in _LINEAR_FUNCTIONS:
+            return WeightedLayer(_owner_name(gm, weight, node, None), "linear", weight,
+                                 node.args[0].name, 1, shape[1], shape[0])
+        groups = _arg(node, 8, "groups", 1) if target in _CONVOLUTION else _arg(node, 6, "groups", 1)
+        return WeightedLayer(node.name, "conv", weight, node.args[0].name, int(groups),
+                             shape[1] * int(groups), shape[0])
+    if target in _ADDMM or target in _MM:
+        mat1, mat2 = (node.args[1], node.args[2]) if target in _ADDMM else node.args[:2]
+        weight = _transposed_parameter(gm, mat2)
+        if weight is not None:
+            shape = gm.get_parameter(weight).shape
+            return WeightedLayer(node.name, "linear", weight, mat1.name, 1, shape[1], shape[0],
+                                 weight_transposed=False)
+        weight = _parameter(gm, mat2)
+        if weight is not None:
+            # x @ W with W stored in x out
+            shape = gm.get_parameter(weight).shape
+            return WeightedLayer(node.name, "linear", weight, mat1.name, 1, shape[0], shape[1],
+                                 weight_transposed=True)
+        return None
+    if target is operator.matmul and _parameter(gm, node.args[1]) is not None:
+        raise _unsupported(node, "multiplies by a parameter matrix with `@`; use nn.Linear")
+    return None
+
+
+def annotate_weighted_layers(gm: fx.GraphModule, model: nn.Module | None = None) -> fx.GraphModule:
+    """Write WEIGHTED_LAYER into node.meta of every convolution and linear layer of ``gm``."""
+    seen: dict[str, int] = {}
+    for node in gm.graph.nodes:
+        layer = _describe(node, gm, model)
+        if layer is None:
+            continue
+        if node.op == "call_function" and model is not None:
+            layer = _rename(layer, _owner_name(gm, layer.weight, node, model))
+        count = seen.get(layer.name, 0)
+        seen[layer.name] = count + 1
+        if count:
+            # a module called twice is two layers of the pyramid
+            layer = _rename(layer, f"{layer.name}#{count}")
+        node.meta[WEIGHTED_LAYER] = layer
+    return gm
+
+
+def _rename(layer: WeightedLayer, name: str) -> WeightedLayer:
+    return WeightedLayer(name, layer.kind, layer.weight, layer.input, layer.groups,
+                         layer.in_channels, layer.out_channels, layer.weight_transposed)
