@@ -141,9 +141,9 @@ def prepare_inputs(call: str, model: nn.Module, clips: Any, *, batched: bool
                     f"{call}: {name} has shape {tuple(clip.shape)}; the model's first "
                     f"convolution expects a {rank - 1}-D clip (C x ...) or a batch of one "
                     f"({rank}-D)")
-            elif rank is None and clip.dim() < 2:
-                raise InvalidInputError(f"{call}: {name} must be at least 1 x C, got "
-                                        f"shape {tuple(clip.shape)}")
+            elif rank is None and not (clip.dim() >= 2 and clip.shape[0] == 1):
+                # no convolution to tell the rank: a leading 1 is the batch, else add one
+                clip = clip.unsqueeze(0)
             if clip.shape[0] != 1:
                 raise InvalidInputError(
                     f"{call}: {name} holds a batch of {clip.shape[0]} clips; analyze explains "

@@ -110,7 +110,8 @@ class Plan:
             tensors.append(LayerTensors(
                 first_id=layer.first_id,
                 groups=layer.groups,
-                weight=self.pooled_weight(layer).to(device=device, dtype=dtype),
+                # a copy: a linear weight would otherwise alias the live parameter
+                weight=self.pooled_weight(layer).to(device=device, dtype=dtype, copy=True),
                 group_of_kernel=group_of_kernel,
                 sources=sources.to(device),
             ))

@@ -82,6 +82,7 @@ class Pyramid:
     _analyzer: Analyzer = field(repr=False, compare=False)
     _depth: np.ndarray = field(repr=False, compare=False)
     _pooled: tuple[torch.Tensor, ...] = field(repr=False, compare=False)
+    _weights: tuple[torch.Tensor, ...] = field(repr=False, compare=False)
     _inputs: tuple[torch.Tensor, ...] = field(repr=False, compare=False)
     _sample: int = field(repr=False, compare=False)
 
@@ -91,13 +92,14 @@ class Pyramid:
     def _edges(self) -> _Edges:
         limit = UNREACHED if self.max_depth is None else self.max_depth
         src, dst, score, passing = [], [], [], []
-        for layer, pooled in zip(self._plan.layers, self._pooled):
+        for layer, pooled, weight in zip(self._plan.layers, self._pooled, self._weights):
             depth = self._depth[layer.first_id: layer.first_id + layer.out_channels]
             rows = np.flatnonzero(depth < limit)
             if rows.size == 0:
                 passing.append((np.empty(0, np.int64), np.empty(0, np.int64)))
                 continue
-            weight = self._plan.pooled_weight(layer).cpu().to(pooled.dtype)
+            # the pooled weights this analysis used, even if the model was trained since
+            weight = weight.cpu().to(pooled.dtype)
             rows_t = torch.from_numpy(rows)
             per_group_kernels = layer.out_channels // layer.groups
             groups = rows_t // per_group_kernels
