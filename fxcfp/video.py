@@ -1,0 +1,491 @@
+"""Reading a clip (or an image) into the tensor a model reads and the frames a person sees.
+
+:func:`read_clip` decodes a video with PyAV, samples frames, resizes the short side, centre-crops a
+square and normalises; the :class:`Clip` it returns keeps the uint8 frames of the same crop, so a
+heat map computed on ``clip.tensor`` lies exactly over ``clip.frames``.
+
+Example:
+    >>> from fxcfp.data import sample_video
+    >>> from fxcfp.video import read_clip
+    >>> clip = read_clip(sample_video(), frames=8, size=112)
+    >>> clip.tensor.shape, clip.frames.shape
+    (torch.Size([3, 8, 112, 112]), (8, 112, 112, 3))
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fxcfp._errors import FxcfpError
+
+if TYPE_CHECKING:
+    import av
+
+__all__ = ["NORMALIZATION", "Clip", "VideoError", "denormalize", "read_clip", "read_image"]
+
+_Triple = tuple[float, float, float]
+
+NORMALIZATION: dict[str, tuple[_Triple, _Triple]] = {
+    # torchvision's image classifiers.
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    # torchvision's video classifiers (r3d_18, mc3_18, r2plus1d_18, s3d, ...), Kinetics-400 stats.
+    "kinetics": ((0.43216, 0.394666, 0.37645), (0.22803, 0.22145, 0.216989)),
+    # PyTorchVideo's model zoo (slow_r50, x3d_*, slowfast_*).
+    "pytorchvideo": ((0.45, 0.45, 0.45), (0.225, 0.225, 0.225)),
+    # EfficientNet-Lite (fxcfp.zoo.efficientnet_lite): TensorFlow's (x - 127) / 128, i.e. [-1, 1].
+    "efficientnet_lite": ((0.498, 0.498, 0.498), (0.502, 0.502, 0.502)),
+}
+
+_MIN_SIZE = 8
+
+
+class VideoError(FxcfpError, ValueError):
+    """A clip or image cannot be read: missing or undecodable file, too few frames, bad option."""
+
+
+@dataclass(frozen=True, eq=False)
+class Clip:
+    """A clip ready for a model, with the frames a person would see.
+
+    ``eq=False`` because the fields are arrays: equality and hashing are by identity.
+
+    Attributes:
+        tensor: ``3 x T x H x W`` float32, normalised with ``mean`` and ``std``; add the batch
+            dim (:attr:`batch`) before calling a model.
+        frames: ``T x H x W x 3`` uint8 RGB of the same crop, read-only.
+        mean: Per-channel mean subtracted from RGB values in ``[0, 1]``.
+        std: Per-channel std the centred values were divided by.
+        fps: Frame rate of the source video (``0.0`` for an image).
+        source: The file read, or ``"<array>"`` for an in-memory image.
+        frame_indices: Which frames of the decoded video were used, counted from 0.
+    """
+
+    tensor: torch.Tensor
+    frames: np.ndarray
+    mean: _Triple
+    std: _Triple
+    fps: float
+    source: str
+    frame_indices: tuple[int, ...]
+
+    @property
+    def batch(self) -> torch.Tensor:
+        """``tensor`` with a batch dim of one: ``1 x 3 x T x H x W``."""
+        return self.tensor.unsqueeze(0)
+
+
+def _import_av(call: str) -> Any:
+    try:
+        import av
+    except ImportError as err:
+        raise FxcfpError(
+            f"{call}: reading videos needs PyAV. Hint: pip install av (or pip install 'fxcfp[render]')."
+        ) from err
+    return av
+
+
+def _resolve_normalization(
+    normalization: str | Sequence[Any], call: str
+) -> tuple[_Triple, _Triple]:
+    if isinstance(normalization, str):
+        if normalization not in NORMALIZATION:
+            raise VideoError(
+                f"{call}: unknown normalization {normalization!r}; the presets are "
+                f"{', '.join(sorted(NORMALIZATION))}, or pass a (mean, std) pair of RGB triples."
+            )
+        return NORMALIZATION[normalization]
+    try:
+        mean, std = normalization
+        mean = tuple(float(v) for v in mean)
+        std = tuple(float(v) for v in std)
+    except (TypeError, ValueError) as err:
+        raise VideoError(
+            f"{call}: normalization must be a preset name or a (mean, std) pair of RGB triples, "
+            f"got {normalization!r}."
+        ) from err
+    if len(mean) != 3 or len(std) != 3 or not all(s > 0 for s in std):
+        raise VideoError(
+            f"{call}: normalization needs 3 means and 3 positive stds, got mean={mean}, std={std}."
+        )
+    return mean, std  # type: ignore[return-value]
+
+
+def _check_size(size: object, resize: object, call: str) -> None:
+    if isinstance(size, bool) or not isinstance(size, int) or size < _MIN_SIZE:
+        raise VideoError(
+            f"{call}: size must be an integer >= {_MIN_SIZE} (the side of the square crop), "
+            f"got {size!r}."
+        )
+    if resize is not None and (
+        isinstance(resize, bool) or not isinstance(resize, int) or resize < size
+    ):
+        raise VideoError(
+            f"{call}: resize (the short side before the crop) must be an integer >= size={size}, "
+            f"or None, got {resize!r}."
+        )
+
+
+def _resize_crop(frames: np.ndarray, size: int, resize: int | None) -> np.ndarray:
+    """Resize ``T x H x W x 3`` uint8 so the short side is ``resize`` (default ``size``), crop the centre."""
+    short = size if resize is None else resize
+    height, width = frames.shape[1:3]
+    scale = short / min(height, width)
+    new_h, new_w = max(short, round(height * scale)), max(short, round(width * scale))
+    if (new_h, new_w) != (height, width):
+        x = torch.tensor(frames).permute(0, 3, 1, 2).float()  # a copy: the array may be read-only
+        # antialias: downscaling a 720p frame to 112 without it aliases fine texture
+        x = F.interpolate(
+            x, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True
+        )
+        frames = x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    # a copy: the clip's frames must not share memory with the caller's array
+    return np.array(frames[:, top : top + size, left : left + size], order="C", copy=True)
+
+
+def _make_clip(
+    frames: np.ndarray,
+    mean: _Triple,
+    std: _Triple,
+    *,
+    fps: float,
+    source: str,
+    frame_indices: tuple[int, ...],
+) -> Clip:
+    # The tensor is computed from the uint8 frames, so denormalize(tensor) gives frames back.
+    x = torch.from_numpy(frames).permute(3, 0, 1, 2).float().div_(255.0)
+    x = (x - torch.tensor(mean).view(3, 1, 1, 1)) / torch.tensor(std).view(3, 1, 1, 1)
+    frames.setflags(write=False)
+    return Clip(
+        tensor=x.contiguous(),
+        frames=frames,
+        mean=mean,
+        std=std,
+        fps=fps,
+        source=source,
+        frame_indices=frame_indices,
+    )
+
+
+def _check_file(path: str | os.PathLike[str], call: str, what: str) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise VideoError(
+            f"{call}: no such file: '{path}'. Hint: check the path; fxcfp.data.sample_video() "
+            "gives a bundled clip."
+        )
+    if not path.is_file():
+        raise VideoError(f"{call}: '{path}' is not a file. Hint: pass the path of {what}.")
+    return path
+
+
+def _open_video(path: Path, call: str) -> tuple[Any, Any]:
+    av = _import_av(call)
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError) as err:
+        raise VideoError(
+            f"{call}: cannot decode '{path}' as a video ({err.__class__.__name__}). Hint: pass a "
+            "video file FFmpeg can read (mp4, avi, mkv, webm, ...)."
+        ) from err
+    if not container.streams.video:
+        container.close()
+        raise VideoError(
+            f"{call}: '{path}' has no video stream. Hint: pass a video file, not audio or data."
+        )
+    stream = container.streams.video[0]
+    # Frame-level threads decode several frames at once; the order we receive them is unchanged.
+    stream.thread_type = "AUTO"
+    return container, stream
+
+
+def _iter_frames(path: Path, call: str) -> Iterator[tuple[int, float | None, av.VideoFrame]]:
+    """Decode every frame in order: ``(index, presentation time in seconds or None, frame)``."""
+    av = _import_av(call)
+    container, stream = _open_video(path, call)
+    try:
+        for index, frame in enumerate(container.decode(stream)):
+            yield index, frame.time, frame
+    except av.error.FFmpegError as err:
+        raise VideoError(
+            f"{call}: '{path}' stopped decoding ({err.__class__.__name__}: {err}). Hint: the "
+            "file may be truncated; re-encode it, e.g. ffmpeg -i in.mp4 out.mp4."
+        ) from err
+    finally:
+        container.close()
+
+
+def _stream_info(path: Path, call: str) -> tuple[float, int]:
+    """Frame rate and the frame count the container announces (0 when it does not say)."""
+    container, stream = _open_video(path, call)
+    try:
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        return (float(rate) if rate else 0.0), int(stream.frames or 0)
+    finally:
+        container.close()
+
+
+def _uniform_indices(count: int, frames: int) -> tuple[int, ...]:
+    # Evenly spread and including the first and last frame; distinct because count >= frames.
+    return tuple(int(i) for i in np.linspace(0, count - 1, frames).round().astype(np.int64))
+
+
+def _collect(path: Path, wanted: set[int], call: str) -> tuple[dict[int, np.ndarray], int]:
+    """Decode the whole video once; the RGB arrays of the ``wanted`` indices and the frame count."""
+    picked: dict[int, np.ndarray] = {}
+    count = 0
+    for index, _, frame in _iter_frames(path, call):
+        if index in wanted:
+            picked[index] = frame.to_ndarray(format="rgb24")
+        count = index + 1
+    return picked, count
+
+
+def _read_uniform(
+    path: Path, frames: int, announced: int, call: str
+) -> tuple[list[np.ndarray], tuple[int, ...]]:
+    count = announced
+    if count == 0:
+        _, count = _collect(path, set(), call)
+    # The announced count can be wrong (edit lists, variable frame rate): a second pass fixes it.
+    for _ in range(2):
+        if count < frames:
+            raise VideoError(
+                f"{call}: '{path}' has only {count} frame{'s' if count != 1 else ''}, fewer than "
+                f"frames={frames}. Hint: ask for frames<={count}."
+            )
+        indices = _uniform_indices(count, frames)
+        picked, decoded = _collect(path, set(indices), call)
+        if decoded == count:
+            return [picked[i] for i in indices], indices
+        count = decoded
+    raise VideoError(  # pragma: no cover - needs a file whose frame count changes between passes
+        f"{call}: '{path}' decodes to a different number of frames on each pass. Hint: re-encode "
+        "it, e.g. ffmpeg -i in.mp4 out.mp4."
+    )
+
+
+def _read_from(
+    path: Path, frames: int, start: float, fps: float, call: str
+) -> tuple[list[np.ndarray], tuple[int, ...]]:
+    period = 1.0 / fps if fps > 0 else 0.0
+    first_time: float | None = None
+    last_time = 0.0
+    picked: list[np.ndarray] = []
+    indices: list[int] = []
+    count = 0
+    # closing: stopping early must still close the container the generator holds open
+    with closing(_iter_frames(path, call)) as decoded:
+        for index, time, frame in decoded:
+            count = index + 1
+            # Times count from the first frame, which need not be 0 in the container's clock.
+            time = index * period if time is None else time
+            first_time = time if first_time is None else first_time
+            last_time = time - first_time
+            if not picked and last_time < start - period / 2:
+                continue  # before the frame nearest to `start`
+            picked.append(frame.to_ndarray(format="rgb24"))
+            indices.append(index)
+            if len(picked) == frames:
+                return picked, tuple(indices)
+    if not picked:
+        raise VideoError(
+            f"{call}: start={start}s is past the end of '{path}' (its last frame is at "
+            f"{last_time:.3f}s). Hint: use a start in [0, {last_time:.3f}]."
+        )
+    raise VideoError(
+        f"{call}: '{path}' has only {len(picked)} frame{'s' if len(picked) != 1 else ''} from "
+        f"start={start}s to its end ({count} in all), fewer than frames={frames}. Hint: use an "
+        "earlier start or fewer frames."
+    )
+
+
+def read_clip(
+    path: str | os.PathLike[str],
+    *,
+    frames: int = 16,
+    size: int = 112,
+    start: float | None = None,
+    normalization: str | tuple[Sequence[float], Sequence[float]] = "kinetics",
+    resize: int | None = None,
+) -> Clip:
+    """Decode a video into a :class:`Clip` of ``frames`` square frames.
+
+    Frames are taken either spread evenly over the whole video (``start=None``: the first, the
+    last and evenly spaced ones between) or consecutively from the frame nearest to ``start``
+    seconds. Each frame's short side is resized to ``resize`` (default ``size``, so the crop keeps
+    the whole short side) with antialiased bilinear filtering, then a ``size x size`` square is cut
+    from the centre. The whole video is decoded (twice when sampling evenly, to count its frames),
+    which is quick for clips of seconds, not for films.
+
+    Args:
+        path: The video file.
+        frames: How many frames ``T`` to take, at least 1.
+        size: Side of the square crop, at least 8.
+        start: Seconds from the first frame where consecutive sampling begins; ``None`` samples
+            evenly over the whole video.
+        normalization: A preset of :data:`NORMALIZATION` (``"kinetics"`` suits torchvision's video
+            models) or a ``(mean, std)`` pair of RGB triples for values in ``[0, 1]``.
+        resize: Short side before the crop (``>= size``); e.g. 128 then a 112 crop, as Kinetics
+            models were evaluated.
+
+    Returns:
+        The clip: ``tensor`` ``3 x T x size x size`` and the uint8 ``frames`` of the same crop.
+
+    Raises:
+        VideoError: Missing or undecodable file, too few frames, ``start`` past the end, or a bad
+            option; the message says which and how to fix it.
+
+    Example:
+        >>> from fxcfp.data import sample_video
+        >>> clip = read_clip(sample_video(), frames=4, size=64, start=1.0)
+        >>> clip.frame_indices
+        (30, 31, 32, 33)
+    """
+    call = "read_clip"
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        raise VideoError(f"{call}: frames must be an integer >= 1, got {frames!r}.")
+    _check_size(size, resize, call)
+    mean, std = _resolve_normalization(normalization, call)
+    if start is not None:
+        if isinstance(start, bool) or not isinstance(start, (int, float)) or not start >= 0:
+            raise VideoError(
+                f"{call}: start must be a time in seconds >= 0 or None (even sampling), got "
+                f"{start!r}."
+            )
+    path = _check_file(path, call, "a video")
+    fps, announced = _stream_info(path, call)
+    if start is None:
+        decoded, indices = _read_uniform(path, frames, announced, call)
+    else:
+        decoded, indices = _read_from(path, frames, float(start), fps, call)
+    # Frames of one stream share a size, so they stack and resize together.
+    cropped = _resize_crop(np.stack(decoded), size, resize)
+    return _make_clip(cropped, mean, std, fps=fps, source=str(path), frame_indices=indices)
+
+
+def _image_array(image: object, call: str) -> tuple[np.ndarray, str]:
+    """An ``H x W x 3`` uint8 array and a source name from a path, a PIL image or an array."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(image, (str, os.PathLike)):
+        path = _check_file(image, call, "an image")
+        try:
+            with Image.open(path) as opened:
+                return np.array(opened.convert("RGB")), str(path)
+        except (UnidentifiedImageError, OSError) as err:
+            raise VideoError(
+                f"{call}: cannot read '{path}' as an image ({err.__class__.__name__}). Hint: pass "
+                "a PNG or JPEG file, or an H x W x 3 uint8 array."
+            ) from err
+    if isinstance(image, Image.Image):
+        return np.array(image.convert("RGB")), "<array>"
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)  # grey: the same value in R, G and B
+    elif array.ndim == 3 and array.shape[2] == 4:
+        array = array[:, :, :3]  # alpha says nothing a classifier reads
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise VideoError(
+            f"{call}: an image array must be H x W x 3 (or H x W grey), got shape "
+            f"{array.shape}. Hint: move the channels last, e.g. array.transpose(1, 2, 0)."
+        )
+    if array.dtype == np.uint8:
+        return array, "<array>"
+    if (
+        np.issubdtype(array.dtype, np.floating)
+        and array.size
+        and 0 <= array.min() <= array.max() <= 1
+    ):
+        return (array * 255).round().astype(np.uint8), "<array>"
+    raise VideoError(
+        f"{call}: an image array must be uint8 in [0, 255] or float in [0, 1], got "
+        f"{array.dtype}. Hint: convert it, e.g. array.astype(np.uint8)."
+    )
+
+
+def read_image(
+    image: str | os.PathLike[str] | np.ndarray,
+    *,
+    size: int = 224,
+    normalization: str | tuple[Sequence[float], Sequence[float]] = "imagenet",
+    resize: int | None = None,
+) -> Clip:
+    """Read an image into a one-frame :class:`Clip` (``tensor`` ``3 x 1 x size x size``).
+
+    The same resize and centre crop as :func:`read_clip`. For a 2D model take
+    ``clip.tensor[:, 0]``.
+
+    Args:
+        image: An image file, a PIL image, or an ``H x W x 3`` (or ``H x W``) array, uint8 or
+            float in ``[0, 1]``.
+        size: Side of the square crop, at least 8.
+        normalization: A preset of :data:`NORMALIZATION` or a ``(mean, std)`` pair.
+        resize: Short side before the crop (``>= size``); ``resize=256, size=224`` is the usual
+            ImageNet evaluation.
+
+    Returns:
+        The one-frame clip, with ``fps = 0.0`` and ``frame_indices = (0,)``.
+
+    Raises:
+        VideoError: Missing or unreadable file, an array of the wrong shape or dtype, or a bad
+            option.
+
+    Example:
+        >>> import numpy as np
+        >>> read_image(np.zeros((300, 400, 3), np.uint8), size=224).tensor.shape
+        torch.Size([3, 1, 224, 224])
+    """
+    call = "read_image"
+    _check_size(size, resize, call)
+    mean, std = _resolve_normalization(normalization, call)
+    array, source = _image_array(image, call)
+    cropped = _resize_crop(np.ascontiguousarray(array)[None], size, resize)
+    return _make_clip(cropped, mean, std, fps=0.0, source=source, frame_indices=(0,))
+
+
+def denormalize(
+    tensor: torch.Tensor | np.ndarray, mean: Sequence[float], std: Sequence[float]
+) -> np.ndarray:
+    """Undo the normalisation of a ``3 x T x H x W`` clip tensor: ``T x H x W x 3`` uint8.
+
+    Values are rounded and clipped to ``[0, 255]``, so a tensor from :func:`read_clip` gives its
+    ``frames`` back exactly, and an edited tensor (an adversarial or blended one) still displays.
+
+    Args:
+        tensor: The normalised clip, channels first.
+        mean: The per-channel mean used to normalise (``clip.mean``).
+        std: The per-channel std used to normalise (``clip.std``).
+
+    Returns:
+        The frames, channels last.
+
+    Raises:
+        VideoError: ``tensor`` is not ``3 x T x H x W`` or ``mean``/``std`` are not RGB triples.
+
+    Example:
+        >>> import torch
+        >>> denormalize(torch.zeros(3, 1, 2, 2), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))[0, 0, 0]
+        array([128, 128, 128], dtype=uint8)
+    """
+    x = torch.as_tensor(tensor).detach().to("cpu", torch.float64)
+    if x.dim() != 4 or x.shape[0] != 3:
+        raise VideoError(
+            f"denormalize: expected a 3 x T x H x W clip tensor, got shape {tuple(x.shape)}. "
+            "Hint: drop the batch dim, e.g. denormalize(batch[0], ...)."
+        )
+    if len(mean) != 3 or len(std) != 3:
+        raise VideoError(f"denormalize: mean and std must be RGB triples, got {mean!r}, {std!r}.")
+    x = x * torch.tensor(std, dtype=torch.float64).view(3, 1, 1, 1)
+    x = x + torch.tensor(mean, dtype=torch.float64).view(3, 1, 1, 1)
+    x = (x * 255.0).round_().clamp_(0, 255)
+    return x.to(torch.uint8).permute(1, 2, 3, 0).contiguous().numpy()
