@@ -170,14 +170,12 @@ class Analyzer:
         logits_cpu = logits.detach().float().cpu()
         probabilities = logits_cpu.softmax(1)
         chosen_cpu = chosen.cpu()
-        pooled_cpu = [p.detach().cpu() for p in layer_pooled]
-        weights = tuple(t.weight for t in tensors)
         return [
             Pyramid(
                 target=int(chosen_cpu[i]), probability=float(probabilities[i, chosen_cpu[i]]),
                 logits=logits_cpu[i], threshold=threshold, max_depth=max_depth, top_k=top_k,
                 _plan=plan, _analyzer=self, _depth=depth[i],
-                _pooled=tuple(p[i] for p in pooled_cpu), _weights=weights,
+                _pooled=tuple(p[i] for p in layer_pooled), _tensors=tuple(tensors),
                 _inputs=tuple(inputs), _sample=i,
             )
             for i in range(batch)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["UNREACHED", "LayerTensors", "backstep", "gate"]
+__all__ = ["UNREACHED", "LayerTensors", "backstep", "gate", "normalised"]
 
 UNREACHED = 2**30
 
@@ -40,42 +40,61 @@ class LayerTensors:
     sources: torch.Tensor
 
 
-def gate(pooled: torch.Tensor, layer: LayerTensors, threshold: float,
-         top_k: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised scores and the gate of every kernel of a layer (SPEC steps 3-6).
+def gate(pooled: torch.Tensor, layer: LayerTensors, threshold: float, top_k: int | None,
+         rows: torch.Tensor | None = None, expand: torch.Tensor | None = None
+         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Scores and the gate of a layer's kernels (SPEC steps 3-6).
+
+    ``n >= threshold`` is evaluated as ``s - min >= threshold * (max - min)``: the same test
+    without a division, and exact at both ends (0 passes every channel, 1 the best). The
+    back-step and the graph both call this function on the same device, so they agree bit for
+    bit on which channels pass.
 
     Args:
         pooled: pooled input activations ``B x in_channels``.
         layer: the layer.
         threshold: the gate's threshold in ``[0, 1]``.
         top_k: keep at most this many passing channels per kernel (``None``: all).
+        rows: only these kernels (all when ``None``).
+        expand: ``B x kernels`` mask of the kernels to expand; the others pass nothing.
 
     Returns:
-        ``(n, passed)``, both ``B x out_channels x in_channels/groups``: the per-kernel min-max
-        normalised scores and whether each candidate channel passes.
+        ``(scores, low, span, passed)`` where ``scores`` and ``passed`` are
+        ``B x kernels x in_channels/groups`` and ``low``/``span`` the per-kernel minimum and
+        range (``B x kernels x 1``); ``n = (scores - low) / span``.
     """
     batch = pooled.shape[0]
-    per_group = layer.weight.shape[1]
+    weight = layer.weight if rows is None else layer.weight[rows]
+    per_group = weight.shape[1]
     if layer.group_of_kernel is None:
         activations = pooled[:, None, :]
     else:
         # a grouped kernel only reads its own group's channels
-        activations = pooled.view(batch, layer.groups, per_group)[:, layer.group_of_kernel]
-    scores = activations * layer.weight
+        groups = layer.group_of_kernel if rows is None else layer.group_of_kernel[rows]
+        activations = pooled.view(batch, layer.groups, per_group)[:, groups]
+    scores = activations * weight
     low = scores.amin(-1, keepdim=True)
     span = scores.amax(-1, keepdim=True) - low
-    flat = span == 0
-    # one candidate (depth-wise): a link, n = 1; several all equal: nothing passes
-    fill = 1.0 if per_group == 1 else -1.0
-    n = torch.where(flat, torch.full_like(scores, fill), (scores - low) / torch.where(flat, 1, span))
-    passed = n >= threshold
+    bar = threshold * span
+    if per_group == 1:
+        bar = torch.full_like(bar, float("-inf"))  # depth-wise: the one channel is a link
+    else:
+        bar = bar.masked_fill(span == 0, float("inf"))  # all equal: nothing passes
+    if expand is not None:
+        bar = bar.masked_fill(~expand[..., None], float("inf"))  # per kernel, not per channel
+    passed = (scores - low) >= bar
     if top_k is not None and top_k < per_group:
-        ranked = n.masked_fill(~passed, float("-inf"))
+        ranked = scores.masked_fill(~passed, float("-inf"))
         order = torch.sort(ranked, dim=-1, descending=True, stable=True).indices
         rank = torch.empty_like(order).scatter_(
             -1, order, torch.arange(per_group, device=order.device).expand_as(order))
         passed &= rank < top_k
-    return n, passed
+    return scores, low, span, passed
+
+
+def normalised(scores: torch.Tensor, low: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
+    """Eq. 1: per-kernel min-max scaled scores (1 where a kernel reads one channel)."""
+    return torch.where(span == 0, 1.0, (scores - low) / torch.where(span == 0, 1, span))
 
 
 def backstep(layers: list[LayerTensors], pooled: list[torch.Tensor], roots: torch.Tensor,
@@ -102,8 +121,7 @@ def backstep(layers: list[LayerTensors], pooled: list[torch.Tensor], roots: torc
     for layer, a in zip(reversed(layers), reversed(pooled)):
         out_channels, per_group = layer.weight.shape
         kernel_depth = depth[:, layer.first_id: layer.first_id + out_channels]
-        _, passed = gate(a, layer, threshold, top_k)
-        passed &= (kernel_depth < limit)[..., None]
+        *_, passed = gate(a, layer, threshold, top_k, expand=kernel_depth < limit)
         child = torch.where(passed, kernel_depth[..., None] + 1, UNREACHED)
         if layer.group_of_kernel is None:
             channel_depth = child.amin(1)

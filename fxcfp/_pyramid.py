@@ -12,7 +12,7 @@ import networkx as nx
 import numpy as np
 import torch
 
-from ._backstep import UNREACHED, LayerTensors, gate
+from ._backstep import UNREACHED, LayerTensors, gate, normalised
 from ._errors import InvalidArgumentError
 from ._maps import temporal_profile, upsample
 
@@ -82,7 +82,7 @@ class Pyramid:
     _analyzer: Analyzer = field(repr=False, compare=False)
     _depth: np.ndarray = field(repr=False, compare=False)
     _pooled: tuple[torch.Tensor, ...] = field(repr=False, compare=False)
-    _weights: tuple[torch.Tensor, ...] = field(repr=False, compare=False)
+    _tensors: tuple[LayerTensors, ...] = field(repr=False, compare=False)
     _inputs: tuple[torch.Tensor, ...] = field(repr=False, compare=False)
     _sample: int = field(repr=False, compare=False)
 
@@ -92,29 +92,29 @@ class Pyramid:
     def _edges(self) -> _Edges:
         limit = UNREACHED if self.max_depth is None else self.max_depth
         src, dst, score, passing = [], [], [], []
-        for layer, pooled, weight in zip(self._plan.layers, self._pooled, self._weights):
+        for layer, pooled, tensors in zip(self._plan.layers, self._pooled, self._tensors):
             depth = self._depth[layer.first_id: layer.first_id + layer.out_channels]
             rows = np.flatnonzero(depth < limit)
             if rows.size == 0:
                 passing.append((np.empty(0, np.int64), np.empty(0, np.int64)))
                 continue
-            # the pooled weights this analysis used, even if the model was trained since
-            weight = weight.cpu().to(pooled.dtype)
-            rows_t = torch.from_numpy(rows)
-            per_group_kernels = layer.out_channels // layer.groups
-            groups = rows_t // per_group_kernels
-            sub = LayerTensors(layer.first_id, layer.groups, weight[rows_t],
-                               groups if layer.groups > 1 else None, layer.sources)
-            n, passed = gate(pooled[None], sub, self.threshold, self.top_k)
+            # on the analysis's device, as the back-step did, so both agree on every channel
+            rows_t = torch.from_numpy(rows).to(pooled.device)
+            scores, low, span, passed = gate(pooled[None], tensors, self.threshold, self.top_k,
+                                             rows_t)
             r, cand = passed[0].nonzero(as_tuple=True)
-            kernel = rows_t[r]
-            channel = groups[r] * weight.shape[1] + cand
+            n = normalised(scores[0, r, cand], low[0, r, 0], span[0, r, 0]).double().cpu()
+            r, cand = r.cpu(), cand.cpu()
+            kernel = torch.from_numpy(rows)[r]
+            per_group_kernels = layer.out_channels // layer.groups
+            channel = (kernel // per_group_kernels) * tensors.weight.shape[1] + cand
             passing.append((kernel.numpy(), channel.numpy()))
             targets = layer.sources[channel]  # E x K
             valid = targets >= 0
-            src.append(np.repeat((layer.first_id + kernel).numpy(), valid.sum(1).numpy()))
+            counts = valid.sum(1).numpy()
+            src.append(np.repeat((layer.first_id + kernel).numpy(), counts))
             dst.append(targets[valid].numpy())
-            score.append(np.repeat(n[0, r, cand].double().numpy(), valid.sum(1).numpy()))
+            score.append(np.repeat(n.numpy(), counts))
         if not src:
             empty = np.empty(0, np.int64)
             return _Edges(empty, empty, np.empty(0), tuple(passing))

@@ -1,0 +1,207 @@
+"""Core benchmark: what an explanation costs next to the forward pass it explains.
+
+For each network, in one run and on one device: the plain no-grad forward, ``analyze`` at full
+depth (first call, which traces and maps channels, and steady state), the back-step alone, the
+graph materialisation, peak memory of the forward and of ``analyze``, and the paper-literal tree
+recursion at depths 1-3 (stopped at 60 s: DNF).
+
+Peak memory on the CPU is the growth of the process's resident high-water mark, each measurement
+in a fresh subprocess; on CUDA it is ``torch.cuda.max_memory_allocated``.
+
+Run: ``python benchmarks/core.py [--models r3d_18 ...] [--size 112] [--frames 16]``; it prints
+one markdown table and writes it into ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+MODELS = ("r3d_18", "r2plus1d_18", "s3d", "resnet3d_152")
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def build(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    if name == "resnet3d_152":
+        from fxcfp.zoo.paper import resnet3d_152
+
+        return resnet3d_152().eval()
+    import torchvision
+
+    return getattr(torchvision.models.video, name)().eval()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn, device: torch.device, repeats: int) -> float:
+    """Median seconds of ``repeats`` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def worker(name: str, mode: str, frames: int, size: int, repeats: int) -> dict:
+    """One measurement in this (fresh) process; returns seconds and peak memory in MiB."""
+    import fxcfp
+    from fxcfp._backstep import backstep
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = build(name).to(device)
+    clip = torch.randn(1, 3, frames, size, size, device=device)
+    result: dict = {}
+    if mode == "forward":
+        def forward():
+            with torch.no_grad():
+                model(clip)
+        base = _rss_mb()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device) / 2**20
+        result["seconds"] = _timed(forward, device, repeats)
+    else:
+        analyzer = fxcfp.Analyzer(model)
+        base = _rss_mb()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device) / 2**20
+        start = time.perf_counter()
+        pyramid = analyzer.analyze(clip, threshold=0.6)
+        _sync(device)
+        result["first_seconds"] = time.perf_counter() - start
+        result["seconds"] = _timed(lambda: analyzer.analyze(clip, threshold=0.6), device, repeats)
+        plan = next(iter(analyzer._plans.values()))
+        with torch.no_grad():
+            logits, pooled = plan.capture(clip)
+        layer_pooled = [pooled[i] for i in plan.pooled_index]
+        tensors = analyzer._layer_tensors(plan, logits.device, layer_pooled[0].dtype)
+        roots = plan.output_sources.to(device)[logits.argmax(1)].clamp(min=0)
+        result["backstep_seconds"] = _timed(
+            lambda: backstep(tensors, layer_pooled, roots, plan.total_ids, threshold=0.6,
+                             max_depth=None, top_k=None), device, max(repeats, 5))
+        start = time.perf_counter()
+        graph = pyramid.graph
+        result["graph_seconds"] = time.perf_counter() - start
+        result["nodes"], result["edges"] = graph.number_of_nodes(), graph.number_of_edges()
+        result["layers"] = len(plan.layers)
+    if device.type == "cuda":
+        result["peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20 - base
+    else:
+        result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+    result["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    return result
+
+
+def _spawn(name: str, mode: str, args: argparse.Namespace) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", name, mode, "--frames", str(args.frames),
+         "--size", str(args.size), "--repeats", str(args.repeats)],
+        check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def paper_literal(name: str, args: argparse.Namespace) -> list[str]:
+    from fxcfp.zoo.paper_literal import DNF, paper_literal_backstep
+
+    model = build(name)
+    clip = torch.randn(1, 3, args.frames, args.size, args.size)
+    with torch.no_grad():
+        target = int(model(clip).argmax())
+    cells = []
+    for depth in (1, 2, 3):
+        start = time.perf_counter()
+        try:
+            _, nodes = paper_literal_backstep(model, clip, target, 0.6, depth,
+                                              timeout_s=args.timeout)
+            cells.append(f"{time.perf_counter() - start:.2f} s ({nodes} nodes)")
+        except DNF:
+            cells.append(f"DNF (> {args.timeout:.0f} s)")
+            cells.extend(["DNF"] * (3 - depth))
+            break
+    return cells
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({cpu})"
+    return (f"{device}, {os.cpu_count()} cores, torch {torch.__version__}, "
+            f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="*", default=list(MODELS))
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--size", type=int, default=112)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--no-literal", action="store_true")
+    parser.add_argument("--worker", nargs=2, metavar=("MODEL", "MODE"))
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(*args.worker, args.frames, args.size, args.repeats)))
+        return
+    header = ("| network | layers | forward | analyze (steady) | ratio | analyze (first call) "
+              "| back-step | back-step / forward | graph | nodes / edges | peak forward | "
+              "peak analyze | ratio | paper-literal d=1 | d=2 | d=3 |")
+    rows = [header, "|" + "---|" * (header.count("|") - 1)]
+    for name in args.models:
+        fwd = _spawn(name, "forward", args)
+        ana = _spawn(name, "analyze", args)
+        literal = ["skipped"] * 3 if args.no_literal else paper_literal(name, args)
+        rows.append(
+            f"| {name} | {ana['layers']} | {fwd['seconds'] * 1e3:.0f} ms "
+            f"| {ana['seconds'] * 1e3:.0f} ms | {ana['seconds'] / fwd['seconds']:.3f}x "
+            f"| {ana['first_seconds']:.2f} s | {ana['backstep_seconds'] * 1e3:.2f} ms "
+            f"| {100 * ana['backstep_seconds'] / fwd['seconds']:.2f}% "
+            f"| {ana['graph_seconds']:.2f} s | {ana['nodes']} / {ana['edges']} "
+            f"| {fwd['peak_mb']:.0f} MiB | {ana['peak_mb']:.0f} MiB "
+            f"| {ana['peak_mb'] / max(fwd['peak_mb'], 1e-9):.2f}x | " + " | ".join(literal) + " |")
+        print(rows[-1], flush=True)
+    table = "\n".join(rows)
+    title = (f"## Core: r3d_18, r2plus1d_18, s3d, 3D ResNet-152 at {args.frames}x{args.size}x"
+             f"{args.size}, threshold 0.6, full depth")
+    text = f"{title}\n\nMachine: {machine()}.\n\n{table}\n"
+    print()
+    print(text)
+    _write_section(RESULTS, "## Core:", text)
+
+
+def _write_section(path: Path, marker: str, text: str) -> None:
+    """Replace the section starting with ``marker`` (up to the next ``## ``) or append it."""
+    old = path.read_text() if path.exists() else "# Benchmark results\n\n"
+    start = old.find(marker)
+    if start < 0:
+        new = old.rstrip() + "\n\n" + text
+    else:
+        end = old.find("\n## ", start + 1)
+        new = old[:start] + text + ("" if end < 0 else old[end:])
+    path.write_text(new)
+
+
+if __name__ == "__main__":
+    main()
