@@ -11,7 +11,7 @@ __all__ = ["upsample", "temporal_profile"]
 
 def upsample(feature_map: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     """Resize a ``t x h x w`` map (any rank) to ``size`` with a cubic spline, clip the spline's
-    overshoot to the map's own range, and min-max scale to ``[0, 1]``.
+    overshoot to the map's own range, and min-max scale the result to ``[0, 1]``.
 
     A constant map gives all zeros, never NaN. A map without the clip's dimensions (the input of
     a linear layer has no space or time left) carries no location and also gives zeros.
@@ -25,7 +25,10 @@ def upsample(feature_map: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     factors = [out / inp for out, inp in zip(size, values.shape)]
     resized = ndimage.zoom(values, factors, order=3, mode="nearest", grid_mode=False)
     resized = _fit(resized, size)
-    resized = np.clip(resized, low, high)
+    resized = np.clip(resized, low, high)  # a cubic spline overshoots near sharp peaks
+    low, high = float(resized.min()), float(resized.max())
+    if not high > low:
+        return torch.zeros(size, dtype=torch.float32)
     resized = (resized - low) / (high - low)
     return torch.from_numpy(resized.astype(np.float32))
 

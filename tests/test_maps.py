@@ -1,0 +1,87 @@
+"""Kernel-wise and layer-wise maps, their upsampling, and the temporal profile."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import fxcfp
+from fxcfp._maps import temporal_profile, upsample
+
+
+def test_upsample_a_known_map_keeps_shape_range_and_peak():
+    feature_map = torch.zeros(4, 7, 7)
+    feature_map[2, 5, 1] = 3.0
+    feature_map[0, 0, 0] = -1.0
+    up = upsample(feature_map, (16, 112, 112))
+    assert up.shape == (16, 112, 112) and up.dtype == torch.float32
+    assert float(up.min()) == 0.0 and float(up.max()) == 1.0
+    t, y, x = np.unravel_index(int(up.argmax()), up.shape)
+    # the peak stays where it was, in the clip's coordinates (cell centres of the feature grid)
+    assert abs(t - 2 * 15 / 3) <= 1.5 and abs(y - 5 * 111 / 6) <= 2 and abs(x - 1 * 111 / 6) <= 2
+
+
+def test_upsample_of_a_constant_map_is_zeros_not_nan():
+    up = upsample(torch.full((2, 3, 3), 0.7), (8, 16, 16))
+    assert torch.equal(up, torch.zeros(8, 16, 16))
+    assert torch.equal(upsample(torch.tensor(3.0), (4, 8, 8)), torch.zeros(4, 8, 8))
+
+
+def test_upsample_handles_odd_factors_and_images():
+    assert upsample(torch.rand(3, 5, 5), (7, 33, 17)).shape == (7, 33, 17)
+    up = upsample(torch.rand(5, 5), (224, 224))
+    assert up.shape == (224, 224) and 0.0 <= float(up.min()) <= float(up.max()) <= 1.0
+
+
+def test_temporal_profile_sums_to_one_and_finds_the_frame():
+    heat = torch.zeros(6, 4, 4)
+    heat[4] = 1.0
+    profile = temporal_profile(heat)
+    assert float(profile.sum()) == pytest.approx(1.0)
+    assert int(profile.argmax()) == 4
+    assert torch.equal(temporal_profile(torch.zeros(3, 2, 2)), torch.zeros(3))
+
+
+class Chain(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv3d(3, 6, 3, padding=1)
+        self.b = nn.Conv3d(6, 4, 3, stride=2, padding=1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.b(torch.relu(self.a(x)))).mean((2, 3, 4)))
+
+
+def test_kernel_and_layer_maps_are_made_of_the_passing_channels():
+    torch.manual_seed(0)
+    model = Chain().eval()
+    clip = torch.randn(3, 8, 12, 12)
+    pyramid = fxcfp.analyze(model, clip, 1, threshold=0.3)
+    with torch.no_grad():
+        a_b = torch.relu(model.a(clip[None]))[0]  # the input activation of layer b
+    graph = pyramid.graph
+    expected_layer = torch.zeros_like(a_b[0])
+    for kernel in pyramid.layers[1].kernels:
+        assert pyramid.layers[1].name == "b"
+        channels = sorted(graph.nodes[c]["channel"] for c in graph.successors(f"b:{kernel}"))
+        expected = a_b[channels].mean(0)
+        assert torch.allclose(pyramid.kernel_map("b", kernel), expected, atol=1e-6)
+        expected_layer += a_b[channels].sum(0)
+    assert torch.allclose(pyramid.layer_map("b"), expected_layer, atol=1e-5)
+    up = pyramid.kernel_map("b", pyramid.layers[1].kernels[0], upsample=True)
+    assert up.shape == (8, 12, 12)
+    assert pyramid.temporal_profile("b").shape == (8,)
+    # the linear layer's input has no space or time: its map carries no location
+    assert torch.equal(pyramid.layer_map("fc", upsample=True), torch.zeros(8, 12, 12))
+
+
+def test_maps_reject_unknown_layers_and_kernels():
+    torch.manual_seed(0)
+    pyramid = fxcfp.analyze(Chain(), torch.randn(3, 4, 8, 8), 0, threshold=0.5, max_depth=1)
+    with pytest.raises(fxcfp.InvalidArgumentError, match="no layer 'layer9'"):
+        pyramid.layer_map("layer9")
+    with pytest.raises(fxcfp.InvalidArgumentError, match="selected no input channel"):
+        pyramid.kernel_map("b", 0)  # depth 1 = max_depth: selected, not expanded
