@@ -156,9 +156,11 @@ class Analyzer:
             logits, pooled = plan.capture(*inputs)
         batch, num_classes = logits.shape
         targets = check_classes(call, classes, batch, num_classes)
-        best = logits.argmax(1)
-        chosen = torch.tensor([best[i] if t is None else t for i, t in enumerate(targets)],
-                              device=logits.device)
+        chosen = logits.argmax(1)
+        given = [(i, t) for i, t in enumerate(targets) if t is not None]
+        if given:
+            index, values = zip(*given)
+            chosen[list(index)] = torch.tensor(values, device=chosen.device)
         roots = plan.output_sources.to(logits.device)[chosen]
         roots = torch.where(roots < 0, plan.total_ids, roots)
         layer_pooled = [pooled[i] for i in plan.pooled_index]
