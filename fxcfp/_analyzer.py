@@ -120,13 +120,14 @@ class Analyzer:
             self._tensors[key] = cached
         return cached[1]
 
-    def _record(self, plan: Plan, inputs: tuple[torch.Tensor, ...],
+    @staticmethod
+    def _record(model: nn.Module, plan: Plan, inputs: tuple[torch.Tensor, ...],
                 requests: dict[str, tuple[int, torch.Tensor]], sample: int
                 ) -> dict[str, torch.Tensor]:
         """A targeted forward for the maps: only the requested channels of one sample."""
         if plan.traced.method == "fx":
             inputs, sample = tuple(x[sample: sample + 1] for x in inputs), 0
-        with _eval_mode(self.model):
+        with _eval_mode(model):
             return record_activations(plan.traced.gm, list(inputs), requests, sample)
 
     # --- analysis --------------------------------------------------------------------------
@@ -176,7 +177,7 @@ class Analyzer:
             Pyramid(
                 target=int(chosen_cpu[i]), probability=float(probabilities[i, chosen_cpu[i]]),
                 logits=logits_cpu[i], threshold=threshold, max_depth=max_depth, top_k=top_k,
-                _plan=plan, _analyzer=self, _depth=depth[i],
+                _plan=plan, _model=model, _depth=depth[i],
                 _pooled=tuple(p[i] for p in layer_pooled), _tensors=tuple(tensors),
                 _inputs=tuple(inputs), _sample=i,
             )

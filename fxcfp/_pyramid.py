@@ -17,7 +17,6 @@ from ._errors import InvalidArgumentError
 from ._maps import temporal_profile, upsample
 
 if TYPE_CHECKING:
-    from ._analyzer import Analyzer
     from ._plan import Plan
 
 __all__ = ["LayerSelection", "Pyramid"]
@@ -79,7 +78,8 @@ class Pyramid:
     max_depth: int | None
     top_k: int | None
     _plan: Plan = field(repr=False, compare=False)
-    _analyzer: Analyzer = field(repr=False, compare=False)
+    # the maps need a forward pass: a pyramid keeps its model alive
+    _model: torch.nn.Module = field(repr=False, compare=False)
     _depth: np.ndarray = field(repr=False, compare=False)
     _pooled: tuple[torch.Tensor, ...] = field(repr=False, compare=False)
     _tensors: tuple[LayerTensors, ...] = field(repr=False, compare=False)
@@ -229,6 +229,8 @@ class Pyramid:
     def _activations(self) -> dict[int, tuple[np.ndarray, torch.Tensor]]:
         """The passing channels of every selected layer's input, for this clip, from one
         targeted forward pass: ``layer -> (channel ids, C' x ... activations)``."""
+        from ._analyzer import Analyzer  # the analyzer module imports this one
+
         requests = {}
         wanted = {}
         for index, (_, channels) in enumerate(self._edges.passing):
@@ -238,7 +240,7 @@ class Pyramid:
             ids = np.unique(channels)
             wanted[index] = ids
             requests[layer.input_node] = (layer.channel_dim, torch.from_numpy(ids))
-        found = self._analyzer._record(self._plan, self._inputs, requests, self._sample)
+        found = Analyzer._record(self._model, self._plan, self._inputs, requests, self._sample)
         return {index: (ids, found[self._plan.layers[index].input_node])
                 for index, ids in wanted.items()}
 

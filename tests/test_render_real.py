@@ -1,0 +1,41 @@
+"""Render a real pyramid (not the test fake): every level, the report, the files decode."""
+
+from __future__ import annotations
+
+import av
+import torch
+import torchvision
+from PIL import Image
+
+import fxcfp
+from fxcfp.render import render_pyramid, write_report
+
+
+def _pyramid() -> tuple[fxcfp.Pyramid, torch.Tensor]:
+    torch.manual_seed(0)
+    model = torchvision.models.video.r3d_18(num_classes=7)
+    clip = torch.randn(3, 4, 32, 32)
+    return fxcfp.analyze(model, clip, threshold=0.7), clip
+
+
+def test_render_every_level_of_a_real_pyramid(tmp_path):
+    pyramid, clip = _pyramid()
+    result = render_pyramid(pyramid, tmp_path, clip=clip, mean=(0.5,) * 3, std=(0.25,) * 3)
+    assert [level.layer for level in result.levels] == [level.name for level in pyramid.layers]
+    for level in result.levels:
+        with Image.open(level.gif) as gif:
+            assert gif.size == (32, 32)
+        with av.open(str(level.mp4)) as video:
+            assert sum(1 for _ in video.decode(video=0)) == 4
+        assert len(level.frames) == 4
+    assert Image.open(result.contact_sheet).size[0] > 32
+
+
+def test_report_of_a_real_pyramid_is_self_contained(tmp_path):
+    pyramid, clip = _pyramid()
+    path = write_report(pyramid, tmp_path, clip=clip, mean=(0.5,) * 3, std=(0.25,) * 3,
+                        labels=[f"class {i}" for i in range(7)])
+    html = path.read_text()
+    assert path.name == "report.html"
+    assert "src=\"http" not in html and "href=\"http" not in html
+    assert pyramid.layers[1].name in html and f"class {pyramid.target}" in html
