@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from scipy import ndimage
@@ -22,9 +24,11 @@ def upsample(feature_map: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     low, high = float(values.min()), float(values.max())
     if not high > low:
         return torch.zeros(size, dtype=torch.float32)
-    factors = [out / inp for out, inp in zip(size, values.shape)]
-    resized = ndimage.zoom(values, factors, order=3, mode="nearest", grid_mode=False)
-    resized = _fit(resized, size)
+    resized = values
+    for axis, out in enumerate(size):
+        # the spline is a tensor product: one small matrix per axis does the whole zoom
+        resized = np.moveaxis(np.tensordot(_spline_matrix(values.shape[axis], out), resized,
+                                           axes=([1], [axis])), 0, axis)
     resized = np.clip(resized, low, high)  # a cubic spline overshoots near sharp peaks
     low, high = float(resized.min()), float(resized.max())
     if not high > low:
@@ -33,13 +37,22 @@ def upsample(feature_map: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     return torch.from_numpy(resized.astype(np.float32))
 
 
-def _fit(values: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
-    """zoom rounds output sizes; crop or edge-pad to exactly ``size``."""
-    if values.shape == tuple(size):
-        return values
-    values = values[tuple(slice(0, s) for s in size)]
-    pads = [(0, s - v) for s, v in zip(size, values.shape)]
-    return np.pad(values, pads, mode="edge")
+@functools.lru_cache(maxsize=64)
+def _spline_matrix(length: int, out: int) -> np.ndarray:
+    """``out x length`` matrix of ``scipy.ndimage.zoom(order=3)`` along one axis.
+
+    Cubic-spline zooming is linear, so zooming each unit vector gives one column; applying the
+    matrix per axis reproduces ``zoom`` of the whole map (a test checks it) at a fraction of
+    its cost on ``16 x 160 x 160`` maps.
+    """
+    if length == out:
+        return np.eye(out)
+    columns = [ndimage.zoom(np.eye(length)[i], out / length, order=3, mode="nearest",
+                            grid_mode=False) for i in range(length)]
+    matrix = np.stack(columns, axis=1)
+    if matrix.shape[0] != out:  # zoom rounds the output length; keep exactly ``out`` rows
+        matrix = np.pad(matrix[:out], ((0, max(0, out - matrix.shape[0])), (0, 0)), mode="edge")
+    return matrix
 
 
 def temporal_profile(upsampled: torch.Tensor) -> torch.Tensor:

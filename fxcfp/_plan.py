@@ -199,21 +199,22 @@ def build_plan(traced: Traced, inputs: list[torch.Tensor], model: torch.nn.Modul
 class _ActivationRecorder(fx.Interpreter):
     """Runs ``gm`` and keeps, for the requested nodes, one sample's selected channels only."""
 
-    def __init__(self, gm: fx.GraphModule, requests: dict[str, tuple[int, torch.Tensor]],
+    def __init__(self, gm: fx.GraphModule, requests: dict[str, dict[int, torch.Tensor]],
                  sample: int) -> None:
         super().__init__(gm, garbage_collect_values=True)
         self.requests = dict(requests)
         self.sample = sample
-        self.found: dict[str, torch.Tensor] = {}
+        self.found: dict[tuple[str, int], torch.Tensor] = {}
 
     def run_node(self, n: fx.Node) -> Any:
         value = super().run_node(n)
-        if n.name in self.requests:
-            dim, channels = self.requests.pop(n.name)
+        for dim, channels in self.requests.pop(n.name, {}).items():
             row = value[self.sample]
-            self.found[n.name] = row.index_select(dim - 1, channels.to(row.device)).cpu()
-            if not self.requests:
-                raise _Done
+            picked = row.index_select(dim - 1, channels.to(row.device))
+            # channels first, whichever axis the layer reads them on (channels-last linears)
+            self.found[(n.name, dim)] = picked.movedim(dim - 1, 0).cpu()
+        if not self.requests:
+            raise _Done
         return value
 
 
@@ -222,10 +223,10 @@ class _Done(Exception):
 
 
 def record_activations(gm: fx.GraphModule, inputs: list[torch.Tensor],
-                       requests: dict[str, tuple[int, torch.Tensor]], sample: int
-                       ) -> dict[str, torch.Tensor]:
-    """One forward that keeps only the requested channels of the requested nodes (and stops as
-    soon as it has them all)."""
+                       requests: dict[str, dict[int, torch.Tensor]], sample: int
+                       ) -> dict[tuple[str, int], torch.Tensor]:
+    """One forward that keeps only the requested channels (``node -> channel dim -> ids``) of the
+    requested nodes, channels first, and stops as soon as it has them all."""
     recorder = _ActivationRecorder(gm, requests, sample)
     if requests:
         try:

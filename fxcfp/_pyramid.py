@@ -226,26 +226,30 @@ class Pyramid:
             ) from None
 
     @cached_property
-    def _activations(self) -> dict[int, tuple[np.ndarray, torch.Tensor]]:
+    def _activations(self) -> dict[tuple[str, int], tuple[np.ndarray, torch.Tensor]]:
         """The passing channels of every selected layer's input, for this clip, from one
-        targeted forward pass: ``layer -> (channel ids, C' x ... activations)``."""
+        targeted forward pass: ``(input node, channel dim) -> (channel ids, C' x ... data)``.
+        Layers that read the same activation (a block's conv and its shortcut, the branches of
+        an Inception block) share one request with the union of their channels."""
         from ._analyzer import Analyzer  # the analyzer module imports this one
 
-        requests = {}
-        wanted = {}
+        merged: dict[tuple[str, int], np.ndarray] = {}
         for index, (_, channels) in enumerate(self._edges.passing):
-            if channels.size == 0:
-                continue
-            layer = self._plan.layers[index]
-            ids = np.unique(channels)
-            wanted[index] = ids
-            requests[layer.input_node] = (layer.channel_dim, torch.from_numpy(ids))
+            if channels.size:
+                key = self._source_key(index)
+                merged[key] = np.union1d(merged.get(key, np.empty(0, np.int64)), channels)
+        requests: dict[str, dict[int, torch.Tensor]] = {}
+        for (node, dim), ids in merged.items():
+            requests.setdefault(node, {})[dim] = torch.from_numpy(ids)
         found = Analyzer._record(self._model, self._plan, self._inputs, requests, self._sample)
-        return {index: (ids, found[self._plan.layers[index].input_node])
-                for index, ids in wanted.items()}
+        return {key: (ids, found[key]) for key, ids in merged.items()}
+
+    def _source_key(self, index: int) -> tuple[str, int]:
+        layer = self._plan.layers[index]
+        return layer.input_node, layer.channel_dim
 
     def _channels(self, index: int, channels: np.ndarray) -> torch.Tensor:
-        ids, data = self._activations[index]
+        ids, data = self._activations[self._source_key(index)]
         return data[np.searchsorted(ids, channels)]
 
     def _finish(self, index: int, feature_map: torch.Tensor, up: bool) -> torch.Tensor:

@@ -85,3 +85,55 @@ def test_maps_reject_unknown_layers_and_kernels():
         pyramid.layer_map("layer9")
     with pytest.raises(fxcfp.InvalidArgumentError, match="selected no input channel"):
         pyramid.kernel_map("b", 0)  # depth 1 = max_depth: selected, not expanded
+
+
+class SharedInput(nn.Module):
+    """Two layers read one activation (a block's conv and its shortcut); a channels-last head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv3d(3, 8, 1)
+        self.conv = nn.Conv3d(8, 6, 3, padding=1)
+        self.shortcut = nn.Conv3d(8, 6, 1)
+        self.tokens = nn.Linear(6, 5)
+        self.fc = nn.Linear(5, 4)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        y = torch.relu(self.conv(x) + self.shortcut(x)).permute(0, 2, 3, 4, 1)
+        return self.fc(torch.relu(self.tokens(y)).mean((1, 2, 3)))
+
+
+def test_maps_of_layers_that_read_one_activation_and_of_channels_last_layers():
+    torch.manual_seed(0)
+    model = SharedInput().eval()
+    clip = torch.randn(3, 4, 6, 6)
+    pyramid = fxcfp.analyze(model, clip, 2, threshold=0.2, top_k=3)
+    with torch.no_grad():
+        x = torch.relu(model.stem(clip[None]))[0]
+        y = torch.relu(model.conv(x[None]) + model.shortcut(x[None]))[0]
+    graph = pyramid.graph
+    inputs = {"conv": x, "shortcut": x, "tokens": y}
+    checked = 0
+    for layer, activation in inputs.items():
+        for kernel in next(lv for lv in pyramid.layers if lv.name == layer).kernels:
+            channels = sorted({graph.nodes[c]["channel"] for c in graph.successors(f"{layer}:{kernel}")})
+            if not channels:
+                continue
+            expected = activation[channels].mean(0)
+            assert torch.allclose(pyramid.kernel_map(layer, kernel), expected, atol=1e-6)
+            checked += 1
+    assert checked >= 6
+
+
+def test_separable_upsampling_equals_scipy_zoom():
+    from scipy import ndimage
+
+    torch.manual_seed(0)
+    feature_map = torch.rand(4, 7, 5, dtype=torch.float64)
+    size = (16, 28, 20)
+    values = ndimage.zoom(feature_map.numpy(), [o / i for o, i in zip(size, feature_map.shape)],
+                          order=3, mode="nearest", grid_mode=False)
+    values = np.clip(values, float(feature_map.min()), float(feature_map.max()))
+    values = (values - values.min()) / (values.max() - values.min())
+    assert np.allclose(upsample(feature_map, size).numpy(), values, atol=1e-5)
