@@ -34,7 +34,7 @@ def upsample(feature_map: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     if not high > low:
         return torch.zeros(size, dtype=torch.float32)
     resized = (resized - low) / (high - low)
-    return torch.from_numpy(resized.astype(np.float32))
+    return torch.from_numpy(np.ascontiguousarray(resized, dtype=np.float32))
 
 
 @functools.lru_cache(maxsize=64)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import av
+import numpy as np
 import torch
 import torchvision
 from PIL import Image
@@ -39,3 +40,11 @@ def test_report_of_a_real_pyramid_is_self_contained(tmp_path):
     assert path.name == "report.html"
     assert "src=\"http" not in html and "href=\"http" not in html
     assert pyramid.layers[1].name in html and f"class {pyramid.target}" in html
+
+
+def test_overlay_accepts_a_strided_heat_map():
+    from fxcfp.render import colorize
+
+    heat = torch.rand(4, 6, 5).numpy()
+    strided = np.moveaxis(np.moveaxis(heat, 0, 2).copy(), 2, 0)  # same values, other strides
+    assert np.array_equal(colorize(strided), colorize(heat))

@@ -95,7 +95,7 @@ def _colour(heat: object, cmap: object) -> np.ndarray:
     scaled = values * np.float32(255.0)
     scaled += np.float32(0.5)
     np.clip(scaled, 0, 255, out=scaled)
-    index = scaled.astype(np.uint8)
+    index = np.ascontiguousarray(scaled.astype(np.uint8))  # any strides the caller had
     # one 4-byte gather per pixel is ~4x faster than gathering 3 separate bytes
     return packed[index].view(np.uint8).reshape(index.shape + (4,))[..., :3]
 
