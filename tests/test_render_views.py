@@ -45,8 +45,9 @@ def test_formats_and_max_levels_limit_what_is_written(tmp_path: Path) -> None:
     )
     assert len(result.levels) == 2
     assert all(level.frames == () and level.mp4 is None for level in result.levels)
+    # spread from the class (first) to the deepest level (last)
     assert sorted(p.name for p in (tmp_path / "levels").iterdir()) == [
-        f"{i:02d}_{pyramid.layers[i].name}.gif" for i in range(2)
+        f"{i:02d}_{pyramid.layers[i].name}.gif" for i in (0, 3)
     ]
 
 

@@ -121,7 +121,7 @@ def render_pyramid(
         alpha: Weight of the heat map colour, in ``[0, 1]``.
         cmap: A matplotlib colormap name.
         formats: Which per-level files to write, any of ``"png"``, ``"gif"``, ``"mp4"``.
-        max_levels: Draw only the first (class-nearest) levels; ``None`` for all.
+        max_levels: Draw this many levels, spread from the class to the deepest; ``None``: all.
         progress: Show a tqdm progress bar.
 
     Returns:
@@ -183,9 +183,9 @@ def render_with_frames(
         skipped: list[str] = []
         sheet_rows: list[tuple[str, np.ndarray]] = []
         peaks: list[tuple[str, np.ndarray]] = []
-        for index, layer in enumerate(
-            tqdm(layers, desc="fxcfp render", unit="level", disable=not progress)
-        ):
+        position = {id(layer): i for i, layer in enumerate(pyramid.layers)}
+        for layer in tqdm(layers, desc="fxcfp render", unit="level", disable=not progress):
+            index = position[id(layer)]  # file names keep the level's place in the pyramid
             pathway = int(getattr(layer, "pathway", 0))
             heat = optional_map(pyramid.layer_map, layer.name)
             if heat is None:
@@ -244,7 +244,8 @@ def level_caption(layer: Any) -> str:
 
 
 def pyramid_levels(pyramid: Any, max_levels: int | None, *, where: str) -> tuple[Any, ...]:
-    """The levels to draw: the pyramid's layers, cut to ``max_levels``."""
+    """The levels to draw: the pyramid's layers, or ``max_levels`` of them spread evenly from the
+    class down to the deepest level, so that a short pyramid still reaches the clip's edges."""
     layers = getattr(pyramid, "layers", None)
     if layers is None or not callable(getattr(pyramid, "layer_map", None)):
         raise InvalidTypeError(
@@ -256,7 +257,12 @@ def pyramid_levels(pyramid: Any, max_levels: int | None, *, where: str) -> tuple
             raise InvalidTypeError(f"{where}(max_levels=...) takes an int or None.")
         if max_levels < 1:
             raise InvalidArgumentError(f"{where}(max_levels={max_levels}) must be at least 1.")
-    chosen = tuple(layers)[:max_levels]
+    layers = tuple(layers)
+    if max_levels is not None and max_levels < len(layers):
+        picks = np.unique(np.round(np.linspace(0, len(layers) - 1, max_levels)).astype(int))
+        chosen = tuple(layers[i] for i in picks)
+    else:
+        chosen = layers
     if not chosen:
         raise InvalidArgumentError(
             f"{where}: the pyramid has no levels to draw. Hint: lower the threshold in "

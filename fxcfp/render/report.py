@@ -15,7 +15,7 @@ from fxcfp._errors import InvalidArgumentError, InvalidTypeError
 from fxcfp.render._graph_view import data_uri, kernel_graph
 from fxcfp.render._report_assets import CSS, SCRIPT
 from fxcfp.render._svg import GraphRow, graph_svg, profile_svg
-from fxcfp.render.pyramid_views import FORMATS, RenderResult, level_caption
+from fxcfp.render.pyramid_views import FORMATS, RenderResult, level_caption, pyramid_levels
 from fxcfp.render.pyramid_views import render_with_frames as _render
 
 __all__ = ["write_report"]
@@ -60,7 +60,7 @@ def write_report(
         cmap: A matplotlib colormap name.
         max_kernels_per_layer: The graph shows at most this many kernels per layer, the
             highest-scoring ones.
-        max_levels: Show only the first (class-nearest) levels; ``None`` for all.
+        max_levels: Show this many levels, spread from the class to the deepest; ``None``: all.
         progress: Show tqdm progress bars.
 
     Returns:
@@ -101,7 +101,7 @@ def write_report(
         class_name=target_name,
     )
     # every chosen level, drawn or not: a level at max_depth has kernels but no map
-    layers = tuple(pyramid.layers)[:max_levels]
+    layers = pyramid_levels(pyramid, max_levels, where="write_report")
     graph = pyramid.graph
     rows, edges, panels = kernel_graph(
         pyramid, graph, layers, pixels, int(max_kernels_per_layer), alpha, cmap, progress
@@ -115,9 +115,9 @@ def write_report(
             _hero(pyramid, probabilities, names, len(layers)),
             "<main>",
             _figures_section(result),
-            _levels_section(layers, result),
+            _levels_section(tuple(pyramid.layers), result),
             _graph_section(rows, edges, panels, target_name, cmap),
-            _summary_section(pyramid, layers, result.skipped),
+            _summary_section(pyramid, tuple(pyramid.layers), result.skipped),
             _footer(result),
             f"</main><script>{SCRIPT}</script></body></html>\n",
         ]
