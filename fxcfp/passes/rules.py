@@ -399,6 +399,48 @@ def _register_defaults() -> None:
     _register_all(reduce_functions, "reduce")
     _register_all([F.pad, aten.pad, aten.constant_pad_nd], pad)
 
+    def products_of_activations(call: RuleCall) -> Any:
+        """A matrix product whose operands are not a weighted layer's parameter. Between two
+        activations it is attention; by a constant, a mixing no kernel of the model owns."""
+        operands = [(value, label) for value, label in _all_pairs(call) if value.dim() > 0]
+        labelled = [tuple(value.shape) for value, label in operands if label is not None]
+        if len(labelled) >= 2:
+            # attention: q @ k^T, softmax(.) @ v. Its mixing weights come from the clip itself
+            raise RuleError(
+                f"it multiplies two activations (shapes {labelled[0]} and {labelled[1]}), as "
+                "attention does: it mixes tokens with weights computed from the data, not with "
+                "a learned kernel. Class Feature Pyramids gates a kernel's input channels by "
+                "activation x learned weight and has no gate for data-dependent mixing, so "
+                "transformers (MViT, Swin, ViViT...) and attention blocks (self-attention, "
+                "non-local blocks) cannot be explained; analyse a convolutional network"
+            )
+        constants = [tuple(value.shape) for value, label in operands if label is None]
+        if not constants:
+            raise RuleError(
+                "it computes on one activation alone (an einsum that sums or permutes), which "
+                "fxcfp does not map. Hint: write it with sum/mean/permute, which have rules, or "
+                "register a channel rule for it"
+            )
+        raise RuleError(
+            f"it multiplies an activation by a tensor of shape {constants[0]}"
+            " that is not the weight parameter of a convolution or linear layer, so fxcfp cannot"
+            " tell which channels it mixes. Hint: use nn.Linear / nn.Conv*d for a learned "
+            "mixing, or register a channel rule for this op if it keeps channels apart"
+        )
+
+    products = [
+        operator.matmul, torch.matmul, torch.bmm, torch.mm, torch.baddbmm, torch.einsum,
+        F.scaled_dot_product_attention,
+        aten.matmul, aten.bmm, aten.mm, aten.baddbmm, aten.einsum,
+        aten.scaled_dot_product_attention, aten._scaled_dot_product_flash_attention_for_cpu,
+        aten._scaled_dot_product_flash_attention, aten._scaled_dot_product_efficient_attention,
+        aten._scaled_dot_product_cudnn_attention, aten._scaled_dot_product_attention_math,
+        aten._scaled_dot_product_fused_attention_overrideable,
+    ]
+    _register_all(products, products_of_activations)
+    for name in ["matmul", "bmm", "mm", "baddbmm", "__matmul__", "__rmatmul__"]:
+        register_channel_rule(name, products_of_activations)
+
     pointwise_methods = [
         "add", "sub", "mul", "div", "true_divide", "neg", "pow", "sigmoid", "tanh", "relu",
         "exp", "log", "sqrt", "rsqrt", "abs", "clamp", "clip", "square", "reciprocal", "erf",
@@ -455,7 +497,12 @@ def _register_defaults() -> None:
 
 def _module_pad(call: RuleCall) -> Any:
     module = call.node.graph.owning_module.get_submodule(call.node.target)
-    mode = "constant" if isinstance(module, nn.modules.padding._ConstantPadNd) else "reflect"
+    if isinstance(module, nn.modules.padding._ConstantPadNd):
+        mode = "constant"
+    elif isinstance(module, nn.modules.padding._ReflectionPadNd):
+        mode = "reflect"
+    else:
+        mode = "replicate"
     padded = RuleCall(call.node, (call.args[0], tuple(module.padding)), {"mode": mode},
                       (call.labels[0], None), {}, call.output, call.apply)
     return pad(padded)
