@@ -18,6 +18,7 @@ from ._analyzer import Analyzer, analyze, analyze_batch
 from ._errors import (
     DeviceMismatchError,
     FxcfpError,
+    GraphTooLargeError,
     InvalidArgumentError,
     InvalidInputError,
     InvalidTypeError,
@@ -32,6 +33,7 @@ __all__ = [
     "Analyzer",
     "DeviceMismatchError",
     "FxcfpError",
+    "GraphTooLargeError",
     "InvalidArgumentError",
     "InvalidInputError",
     "InvalidTypeError",

@@ -16,6 +16,7 @@ __all__ = [
     "UntraceableModelError",
     "UnsupportedOpError",
     "UnsupportedModelError",
+    "GraphTooLargeError",
 ]
 
 
@@ -55,3 +56,7 @@ class UnsupportedModelError(FxcfpError):
     """The model as a whole is outside what Class Feature Pyramids can explain (no weighted
     layer, an output that is not ``N x classes`` logits, data-dependent channel mixing such as
     attention)."""
+
+
+class GraphTooLargeError(FxcfpError):
+    """A pyramid has more edges than a networkx graph of it should hold in memory."""

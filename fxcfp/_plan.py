@@ -45,6 +45,8 @@ class LayerInfo:
     pathway: int
     input_shape: tuple[int, ...]
     sources: torch.Tensor  # in_channels x K global ids, -1 padding (cpu)
+    # some producer feeds several input channels (a flatten): edges need de-duplicating
+    shared_sources: bool = False
 
     @property
     def channel_dim(self) -> int:
@@ -151,6 +153,11 @@ def _capture_module(gm: fx.GraphModule, layers: list[LayerInfo]) -> tuple[fx.Gra
     return capture, tuple(index)
 
 
+def _shared(sources: torch.Tensor) -> bool:
+    ids = sources[sources >= 0]
+    return ids.numel() != torch.unique(ids).numel()
+
+
 def build_plan(traced: Traced, inputs: list[torch.Tensor], model: torch.nn.Module) -> Plan:
     """Run the pass pipeline on ``traced`` for ``inputs`` and gather the plan."""
     gm = traced.gm
@@ -170,6 +177,7 @@ def build_plan(traced: Traced, inputs: list[torch.Tensor], model: torch.nn.Modul
             groups=layer.groups, in_channels=layer.in_channels,
             out_channels=layer.out_channels, first_id=cmap.first_id, pathway=cmap.pathway,
             input_shape=cmap.input_shape, sources=cmap.sources,
+            shared_sources=_shared(cmap.sources),
         ))
     if not layers:
         raise UnsupportedModelError(

@@ -13,13 +13,13 @@ import numpy as np
 import torch
 
 from ._backstep import UNREACHED, LayerTensors, gate, normalised
-from ._errors import InvalidArgumentError
+from ._errors import GraphTooLargeError, InvalidArgumentError
 from ._maps import temporal_profile, upsample
 
 if TYPE_CHECKING:
     from ._plan import Plan
 
-__all__ = ["LayerSelection", "Pyramid"]
+__all__ = ["GRAPH_EDGE_LIMIT", "LayerSelection", "Pyramid"]
 
 
 @dataclass(frozen=True)
@@ -45,13 +45,24 @@ class LayerSelection:
 
 @dataclass(frozen=True)
 class _Edges:
-    """Every edge of the pyramid as parallel arrays of global ids, plus each layer's passing
-    ``(kernel, input channel)`` pairs (the maps are made from these)."""
+    """Edges as parallel arrays of global ids: from ``src`` to ``dst`` with ``score``."""
 
     src: np.ndarray
     dst: np.ndarray
     score: np.ndarray
-    passing: tuple[tuple[np.ndarray, np.ndarray], ...]
+
+
+@dataclass(frozen=True)
+class _Passing:
+    """The passing ``(kernel, input channel)`` pairs of one layer's expanded kernels, with their
+    normalised scores (the maps and the edges are made from these)."""
+
+    kernel: np.ndarray
+    channel: np.ndarray
+    score: np.ndarray
+
+
+GRAPH_EDGE_LIMIT = 5_000_000
 
 
 @dataclass(frozen=True)
@@ -88,44 +99,87 @@ class Pyramid:
 
     # --- structure -------------------------------------------------------------------------
 
+    def _expanded(self, index: int) -> np.ndarray:
+        layer = self._plan.layers[index]
+        limit = UNREACHED if self.max_depth is None else self.max_depth
+        return np.flatnonzero(self._depth[layer.first_id: layer.first_id + layer.out_channels]
+                              < limit)
+
+    def _passing(self, index: int) -> _Passing:
+        """One layer's passing pairs, recomputed with the back-step's own gate on the analysis's
+        device, so both agree on every channel (nothing is stored per edge)."""
+        cache = self.__dict__.setdefault("_passing_cache", {})
+        if index in cache:
+            return cache[index]
+        layer, pooled, tensors = self._plan.layers[index], self._pooled[index], self._tensors[index]
+        rows = self._expanded(index)
+        if rows.size == 0:
+            empty = np.empty(0, np.int64)
+            return _Passing(empty, empty, np.empty(0))
+        rows_t = torch.from_numpy(rows).to(pooled.device)
+        scores, low, span, passed = gate(pooled[None], tensors, self.threshold, self.top_k, rows_t)
+        r, cand = passed[0].nonzero(as_tuple=True)
+        n = normalised(scores[0, r, cand], low[0, r, 0], span[0, r, 0]).double().cpu().numpy()
+        kernel = rows[r.cpu().numpy()]
+        per_group_kernels = layer.out_channels // layer.groups
+        channel = (kernel // per_group_kernels) * tensors.weight.shape[1] + cand.cpu().numpy()
+        result = _Passing(kernel, channel, n)
+        if len(cache) < 8:  # the maps of a few layers at a time; big pyramids are recomputed
+            cache[index] = result
+        return result
+
+    def _layer_edges(self, index: int) -> _Edges:
+        """The edges leaving one layer's kernels (SPEC step 7)."""
+        layer, passing = self._plan.layers[index], self._passing(index)
+        targets = layer.sources[torch.from_numpy(passing.channel)].numpy()  # E x K
+        valid = targets >= 0
+        counts = valid.sum(1)
+        src = np.repeat(layer.first_id + passing.kernel, counts)
+        dst, score = targets[valid], np.repeat(passing.score, counts)
+        if layer.shared_sources and src.size:
+            # several passing channels leading to one kernel (a flatten): one edge, largest score
+            key = src * np.int64(self._plan.total_ids) + dst
+            order = np.lexsort((-score, key))
+            key, src, dst, score = key[order], src[order], dst[order], score[order]
+            first = np.ones(key.size, dtype=bool)
+            first[1:] = key[1:] != key[:-1]
+            src, dst, score = src[first], dst[first], score[first]
+        return _Edges(src, dst, score)
+
+    @cached_property
+    def _edge_counts(self) -> np.ndarray:
+        """Edges leaving each layer, counted without building them where no producer feeds two
+        input channels (then every passing pair gives one edge per member of its map)."""
+        counts = np.zeros(len(self._plan.layers), dtype=np.int64)
+        for index, layer in enumerate(self._plan.layers):
+            if self._expanded(index).size == 0:
+                continue
+            if layer.shared_sources:
+                counts[index] = self._layer_edges(index).src.size
+            else:
+                members = (layer.sources >= 0).sum(1).numpy()
+                counts[index] = int(members[self._passing(index).channel].sum())
+        return counts
+
+    @property
+    def num_edges(self) -> int:
+        """Edges of the class dependency graph, counted without building it."""
+        return int(self._edge_counts.sum())
+
+    @property
+    def num_kernels(self) -> int:
+        """Nodes of the class dependency graph: kernels and clip channels in the pyramid."""
+        return int((self._depth < UNREACHED).sum())
+
     @cached_property
     def _edges(self) -> _Edges:
-        limit = UNREACHED if self.max_depth is None else self.max_depth
-        src, dst, score, passing = [], [], [], []
-        for layer, pooled, tensors in zip(self._plan.layers, self._pooled, self._tensors):
-            depth = self._depth[layer.first_id: layer.first_id + layer.out_channels]
-            rows = np.flatnonzero(depth < limit)
-            if rows.size == 0:
-                passing.append((np.empty(0, np.int64), np.empty(0, np.int64)))
-                continue
-            # on the analysis's device, as the back-step did, so both agree on every channel
-            rows_t = torch.from_numpy(rows).to(pooled.device)
-            scores, low, span, passed = gate(pooled[None], tensors, self.threshold, self.top_k,
-                                             rows_t)
-            r, cand = passed[0].nonzero(as_tuple=True)
-            n = normalised(scores[0, r, cand], low[0, r, 0], span[0, r, 0]).double().cpu()
-            r, cand = r.cpu(), cand.cpu()
-            kernel = torch.from_numpy(rows)[r]
-            per_group_kernels = layer.out_channels // layer.groups
-            channel = (kernel // per_group_kernels) * tensors.weight.shape[1] + cand
-            passing.append((kernel.numpy(), channel.numpy()))
-            targets = layer.sources[channel]  # E x K
-            valid = targets >= 0
-            counts = valid.sum(1).numpy()
-            src.append(np.repeat((layer.first_id + kernel).numpy(), counts))
-            dst.append(targets[valid].numpy())
-            score.append(np.repeat(n.numpy(), counts))
-        if not src:
+        parts = [self._layer_edges(i) for i in range(len(self._plan.layers))
+                 if self._expanded(i).size]
+        if not parts:
             empty = np.empty(0, np.int64)
-            return _Edges(empty, empty, np.empty(0), tuple(passing))
-        src_a, dst_a, score_a = np.concatenate(src), np.concatenate(dst), np.concatenate(score)
-        # several passing channels leading to one kernel (a flatten): one edge, largest score
-        key = src_a * np.int64(self._plan.total_ids) + dst_a
-        order = np.lexsort((-score_a, key))
-        key, src_a, dst_a, score_a = key[order], src_a[order], dst_a[order], score_a[order]
-        first = np.ones(key.size, dtype=bool)
-        first[1:] = key[1:] != key[:-1]
-        return _Edges(src_a[first], dst_a[first], score_a[first], tuple(passing))
+            return _Edges(empty, empty, np.empty(0))
+        return _Edges(*(np.concatenate([getattr(p, f) for p in parts])
+                        for f in ("src", "dst", "score")))
 
     def _node_key(self, node_id: int) -> str:
         return f"{self._plan.names[self._plan.id_owner[node_id]]}:{self._plan.id_channel[node_id]}"
@@ -133,8 +187,7 @@ class Pyramid:
     @cached_property
     def layers(self) -> tuple[LayerSelection, ...]:
         """The levels of the pyramid, deepest in the network (closest to the class) first."""
-        edges = self._edges
-        counts = np.bincount(self._plan.id_owner[edges.src], minlength=len(self._plan.names))
+        counts = self._edge_counts
         levels = []
         for index in range(len(self._plan.layers) - 1, -1, -1):
             layer = self._plan.layers[index]
@@ -155,9 +208,28 @@ class Pyramid:
 
     @cached_property
     def graph(self) -> nx.DiGraph:
-        """The class dependency graph (SPEC "The result"): edges point from a kernel to the kernels
-        it depends on. ``max_depth``/``top_k`` of ``None`` are stored as ``-1`` so the graph
-        round-trips through GraphML."""
+        """The class dependency graph (SPEC "The result"), built on first access: see
+        :meth:`to_networkx`."""
+        return self.to_networkx()
+
+    def to_networkx(self, *, max_edges: int | None = GRAPH_EDGE_LIMIT) -> nx.DiGraph:
+        """Build the class dependency graph: edges point from a kernel to the kernels it depends
+        on. ``max_depth``/``top_k`` of ``None`` are stored as ``-1`` so the graph round-trips
+        through GraphML.
+
+        Args:
+            max_edges: refuse (:class:`GraphTooLargeError`) above this many edges; a networkx
+                edge costs some hundred bytes, and a full-depth pyramid of a deep network at a
+                low threshold has tens of millions. ``None``: no limit.
+        """
+        if max_edges is not None and self.num_edges > max_edges:
+            raise GraphTooLargeError(
+                f"Pyramid.graph: the pyramid has {self.num_edges:,} edges, more than "
+                f"max_edges={max_edges:,} that a networkx graph should hold in memory. Hint: "
+                "analyse with a higher threshold, a max_depth or a top_k (fxcfp.analyze(..., "
+                "max_depth=3, top_k=5)), read Pyramid.layers / summary(), or call "
+                "Pyramid.to_networkx(max_edges=None) if you have the memory."
+            )
         edges = self._edges
         graph = nx.DiGraph(target=self.target, threshold=float(self.threshold),
                            max_depth=-1 if self.max_depth is None else self.max_depth,
@@ -193,7 +265,6 @@ class Pyramid:
 
     def summary(self) -> str:
         """A text table: per layer, kernels selected of total, and edges."""
-        edges = self._edges
         levels = self.layers
         name_width = max([len("layer")] + [len(level.name) for level in levels])
         kernels = sum(len(level.kernels) for level in levels)
@@ -201,7 +272,7 @@ class Pyramid:
         lines = [
             f"class {self.target} (p={self.probability:.3f}), threshold {self.threshold}, "
             f"max_depth {depth}: {kernels} kernels in {len(levels)} layers, "
-            f"{edges.src.size} edges",
+            f"{self.num_edges} edges",
             f"{'layer'.ljust(name_width)}  depth  selected/total  edges",
         ]
         for level in levels:
@@ -225,31 +296,43 @@ class Pyramid:
                 f"{', ...' if len(self.layers) > 8 else ''} (see Pyramid.layers)"
             ) from None
 
-    @cached_property
-    def _activations(self) -> dict[tuple[str, int], tuple[np.ndarray, torch.Tensor]]:
-        """The passing channels of every selected layer's input, for this clip, from one
-        targeted forward pass: ``(input node, channel dim) -> (channel ids, C' x ... data)``.
-        Layers that read the same activation (a block's conv and its shortcut, the branches of
-        an Inception block) share one request with the union of their channels."""
+    def prefetch_maps(self, layers: list[str] | tuple[str, ...] | None = None) -> None:
+        """Capture, in one targeted forward pass, the input channels that the maps of ``layers``
+        (default: every expanded layer) are made of. The maps call this for their own layer;
+        call it first when drawing many levels to pay for one forward instead of one each.
+        Only passing channels of one clip are kept, on the host."""
         from ._analyzer import Analyzer  # the analyzer module imports this one
 
+        indices = (range(len(self._plan.layers)) if layers is None
+                   else [self._layer(name) for name in layers])
+        cache = self.__dict__.setdefault("_activation_cache", {})
         merged: dict[tuple[str, int], np.ndarray] = {}
-        for index, (_, channels) in enumerate(self._edges.passing):
-            if channels.size:
-                key = self._source_key(index)
-                merged[key] = np.union1d(merged.get(key, np.empty(0, np.int64)), channels)
+        for index in indices:
+            channels = self._passing(index).channel
+            if channels.size == 0:
+                continue
+            # layers that read one activation (a conv and its shortcut) share one request
+            key = self._source_key(index)
+            have = cache.get(key, (np.empty(0, np.int64), None))[0]
+            if np.isin(channels, have).all():
+                continue
+            merged[key] = np.union1d(merged.get(key, have), channels)
+        if not merged:
+            return
         requests: dict[str, dict[int, torch.Tensor]] = {}
         for (node, dim), ids in merged.items():
             requests.setdefault(node, {})[dim] = torch.from_numpy(ids)
         found = Analyzer._record(self._model, self._plan, self._inputs, requests, self._sample)
-        return {key: (ids, found[key]) for key, ids in merged.items()}
+        for key, ids in merged.items():
+            cache[key] = (ids, found[key])
 
     def _source_key(self, index: int) -> tuple[str, int]:
         layer = self._plan.layers[index]
         return layer.input_node, layer.channel_dim
 
     def _channels(self, index: int, channels: np.ndarray) -> torch.Tensor:
-        ids, data = self._activations[self._source_key(index)]
+        self.prefetch_maps([self._plan.layers[index].name])
+        ids, data = self.__dict__["_activation_cache"][self._source_key(index)]
         return data[np.searchsorted(ids, channels)]
 
     def _finish(self, index: int, feature_map: torch.Tensor, up: bool) -> torch.Tensor:
@@ -270,8 +353,8 @@ class Pyramid:
             A float32 cpu tensor: the layer input's spatial shape, or the clip's with upsample.
         """
         index = self._layer(layer)
-        kernels, channels = self._edges.passing[index]
-        mine = channels[kernels == kernel]
+        passing = self._passing(index)
+        kernels, mine = passing.kernel, passing.channel[passing.kernel == kernel]
         if mine.size == 0:
             raise InvalidArgumentError(
                 f"Pyramid.kernel_map: kernel {kernel} of layer {layer!r} selected no input "
@@ -285,7 +368,7 @@ class Pyramid:
         """Layer-wise map: the sum over passing ``(kernel, channel)`` pairs of the channel's
         activation, so a channel counts once per kernel that selected it."""
         index = self._layer(layer)
-        _, channels = self._edges.passing[index]
+        channels = self._passing(index).channel
         if channels.size == 0:
             raise InvalidArgumentError(
                 f"Pyramid.layer_map: layer {layer!r} has no expanded kernel in this pyramid")
@@ -299,7 +382,9 @@ class Pyramid:
         return temporal_profile(self.layer_map(layer, upsample=True))
 
     def __repr__(self) -> str:
+        layers = sum(bool((self._depth[layer.first_id: layer.first_id + layer.out_channels]
+                           < UNREACHED).any()) for layer in self._plan.layers)
         return (f"Pyramid(target={self.target}, probability={self.probability:.3f}, "
-                f"layers={len(self.layers)}, kernels={int((self._depth < UNREACHED).sum())})")
+                f"layers={layers}, kernels={self.num_kernels})")
 
 

@@ -301,3 +301,14 @@ def test_model_that_returns_probabilities_is_explained_like_logits():
     b = fxcfp.analyze(probs, _clip(), 1, threshold=0.5)
     rename = {node: node.replace("0.", "", 1) if node[0].isdigit() else node for node in b.graph}
     assert {(rename[u], rename[v]) for u, v in b.graph.edges} == set(a.graph.edges)
+
+
+def test_edge_counts_come_without_the_graph_and_big_graphs_are_refused():
+    pyramid = fxcfp.analyze(_model(), _clip(), 1, threshold=0.2)
+    assert pyramid.num_edges == pyramid.graph.number_of_edges()
+    assert pyramid.num_kernels == pyramid.graph.number_of_nodes()
+    assert sum(level.edges for level in pyramid.layers) == pyramid.num_edges
+    fresh = fxcfp.analyze(_model(), _clip(), 1, threshold=0.2)
+    with pytest.raises(fxcfp.GraphTooLargeError, match=r"more than max_edges=10 .*max_depth"):
+        fresh.to_networkx(max_edges=10)
+    assert fresh.to_networkx(max_edges=None).number_of_edges() == pyramid.num_edges

@@ -172,6 +172,9 @@ def render_with_frames(
     _check_cmap(cmap)
     wanted = _check_formats(formats)
     layers = pyramid_levels(pyramid, max_levels, where=where)
+    prefetch = getattr(pyramid, "prefetch_maps", None)
+    if callable(prefetch):  # one targeted forward for every level drawn, not one per level
+        prefetch([layer.name for layer in layers])
     pixels = resolve_frames(pyramid, frames=frames, clip=clip, mean=mean, std=std, where=where)
     root = Path(out_dir)
     level_dir = root / "levels"
