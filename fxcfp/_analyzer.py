@@ -12,7 +12,7 @@ from torch import nn
 
 from ._backstep import LayerTensors, backstep
 from ._checks import check_classes, check_model, check_options, prepare_inputs
-from ._errors import UnsupportedModelError
+from ._errors import UnsupportedModelError, UnsupportedOpError
 from ._plan import Plan, build_plan, record_activations
 from ._pyramid import Pyramid
 from ._trace import Traced, trace_model
@@ -33,6 +33,15 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
     finally:
         for module, flag in flags:
             module.training = flag
+
+
+def _opaque(err: Exception) -> bool:
+    """Did the channel-map pass stop at a Python function that is not a torch op?"""
+    node = getattr(err, "fx_node", None)
+    if node is None or node.op != "call_function":
+        return False
+    package = (getattr(node.target, "__module__", None) or "").split(".")[0]
+    return package not in ("torch", "operator", "builtins", "math", "_operator")
 
 
 class Analyzer:
@@ -102,7 +111,16 @@ class Analyzer:
             sample = [x[:1] for x in inputs]  # channel maps do not depend on the batch size
         else:
             sample = inputs
-        plan = build_plan(traced, sample, model)
+        try:
+            plan = build_plan(traced, sample, model)
+        except (UnsupportedOpError, UnsupportedModelError) as err:
+            if not (traced.method == "fx" and self._trace == "auto" and _opaque(err)):
+                raise
+            # symbolic tracing kept a plain-Python helper opaque (torchvision's fx-wrapped
+            # functions); torch.export traces through it
+            traced = trace_model(model, call_args, leaf_modules=self._leaf_modules,
+                                 method="export")
+            plan = build_plan(traced, inputs, model)
         if traced.method == "export" and kind == "fx":
             key = ("export", as_list) + tuple((tuple(x.shape), x.dtype, x.device) for x in inputs)
         self._plans[key] = plan

@@ -17,6 +17,7 @@ __all__ = [
     "UnsupportedOpError",
     "UnsupportedModelError",
     "GraphTooLargeError",
+    "ModelCallError",
 ]
 
 
@@ -60,3 +61,8 @@ class UnsupportedModelError(FxcfpError):
 
 class GraphTooLargeError(FxcfpError):
     """A pyramid has more edges than a networkx graph of it should hold in memory."""
+
+
+class ModelCallError(FxcfpError, RuntimeError):
+    """The model itself raised while running on the clip (a clip of a size it cannot take, a
+    wrong number of channels); the message names the FX node where it happened."""

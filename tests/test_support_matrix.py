@@ -483,7 +483,7 @@ def test_attention_is_refused_with_the_reason(product: str, trace: str) -> None:
     model = _TinyAttention(product)
     before = snapshot(model)
     analyzer = fxcfp.Analyzer(model, trace=trace)  # export: the aten ops of the same products
-    with pytest.raises(fxcfp.UnsupportedOpError, match=_ATTENTION) as info:
+    with pytest.raises(fxcfp.UnsupportedModelError, match=_ATTENTION) as info:
         analyzer.analyze(torch.randn(3, 2, 4, 4))
     assert "FX node" in str(info.value)  # where, for the user to find it
     assert_unchanged(model, before)
@@ -523,17 +523,13 @@ TRANSFORMERS = [
 def test_video_transformers_are_refused_for_their_attention(name: str, shape: Shape) -> None:
     # torch.export sees through torchvision's fx-wrapped helpers down to the attention matmul
     analyzer = fxcfp.Analyzer(_video_transformer(name), trace="export")
-    with pytest.raises(fxcfp.UnsupportedOpError, match=_ATTENTION):
+    with pytest.raises(fxcfp.UnsupportedModelError, match=_ATTENTION):
         analyzer.analyze(torch.randn(*shape))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core: with trace='auto' fx tracing succeeds, and the label pass stops at torchvision's "
-    "fx-wrapped helpers before the attention: MViT at _unsqueeze (no channel rule), Swin3d at "
-    "_get_window_and_shift_size, which mutates a list argument and gets fx.Interpreter's "
-    "immutable_list (raw TypeError). See the support-matrix report."))
 @pytest.mark.parametrize(("name", "shape"), TRANSFORMERS)
 def test_video_transformers_are_refused_for_their_attention_by_default(
         name: str, shape: Shape) -> None:
-    with pytest.raises(fxcfp.UnsupportedOpError, match=_ATTENTION):
+    # fx keeps torchvision's wrapped helpers opaque; analyze re-traces with torch.export
+    with pytest.raises(fxcfp.UnsupportedModelError, match=_ATTENTION):
         fxcfp.analyze(_video_transformer(name), torch.randn(*shape))

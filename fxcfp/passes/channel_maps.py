@@ -8,9 +8,9 @@ from typing import Any
 import torch
 from torch import fx
 
-from .._errors import UnsupportedModelError, UnsupportedOpError
+from .._errors import ModelCallError, UnsupportedModelError, UnsupportedOpError
 from .labels import NONE, new_label
-from .rules import RuleCall, RuleError, lookup_rule
+from .rules import NotExplainableError, RuleCall, RuleError, lookup_rule
 from .weighted_layers import WEIGHTED_LAYER, WeightedLayer
 
 __all__ = ["CHANNEL_MAP", "OUTPUT_MAP", "ChannelMap", "OutputMap", "annotate_channel_maps"]
@@ -62,8 +62,32 @@ def _module_path(node: fx.Node) -> str:
     stack = node.meta.get("nn_module_stack")
     if stack:
         path = list(stack.values())[-1]
-        return f" inside module {path[0]!r} ({getattr(path[1], '__name__', path[1])})"
+        if path[0]:
+            return f" inside module {path[0]!r} ({getattr(path[1], '__name__', path[1])})"
     return ""
+
+
+def _mutable(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        items = [_mutable(v) for v in value]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, dict):
+        return {k: _mutable(v) for k, v in value.items()}
+    return value
+
+
+def _tagged(err: Exception, node: fx.Node) -> Exception:
+    """Remember the failing node: a plain-Python helper kept opaque by symbolic tracing is
+    worth a second try with torch.export, which sees through it."""
+    err.fx_node = node  # type: ignore[attr-defined]
+    return err
+
+
+def _failed(node: fx.Node, gm: fx.GraphModule, why: str) -> UnsupportedOpError:
+    return _tagged(UnsupportedOpError(
+        f"fxcfp.analyze: FX node {node.name!r} ({_op_name(node, gm)}{_module_path(node)}): "
+        f"{why}. Hint: register a rule of your own with fxcfp.register_channel_rule."
+    ), node)
 
 
 def _has_tensor(value: Any) -> bool:
@@ -87,6 +111,7 @@ class _LabelInterpreter(fx.Interpreter):
 
     def __init__(self, gm: fx.GraphModule) -> None:
         super().__init__(gm, garbage_collect_values=True)
+        self.extra_traceback = False  # our errors name the node themselves
         self.labels: dict[fx.Node, Any] = {}
         self.hops: dict[fx.Node, dict[int, int]] = {}
         self.next_id = 0
@@ -113,10 +138,25 @@ class _LabelInterpreter(fx.Interpreter):
                 merged[pathway] = min(hops, merged.get(pathway, hops))
         return merged
 
+    def fetch_args_kwargs_from_env(self, n: fx.Node) -> tuple[tuple, dict]:
+        args, kwargs = super().fetch_args_kwargs_from_env(n)
+        # fx hands out immutable lists; a wrapped helper may edit its arguments in place
+        return _mutable(args), _mutable(kwargs)
+
     def run_node(self, n: fx.Node) -> Any:
         if n.op == "call_module" and n.target == "_guards_fn":
             return None  # torch.export's input guards: not part of the computation
-        value = super().run_node(n)
+        try:
+            value = super().run_node(n)
+        except (UnsupportedOpError, UnsupportedModelError, ModelCallError):
+            raise
+        except Exception as err:
+            raise ModelCallError(
+                f"fxcfp.analyze: the model raised at FX node {n.name!r} "
+                f"({_op_name(n, self.module)}{_module_path(n)}) on this input: "
+                f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+                ". Hint: check the clip's shape against what the model was built for."
+            ) from err
         self.hops[n] = self._hops_of(n)
         if n.op == "placeholder":
             if isinstance(value, torch.Tensor):
@@ -147,22 +187,23 @@ class _LabelInterpreter(fx.Interpreter):
         module = self.module.get_submodule(n.target) if n.op == "call_module" else None
         rule = lookup_rule(n, module)
         if rule is None:
-            raise UnsupportedOpError(
+            raise _tagged(UnsupportedOpError(
                 f"fxcfp.analyze: no channel rule for FX node {n.name!r}: {_op_name(n, self.module)}"
                 f"{_module_path(n)}. fxcfp never treats an unknown op as identity. Hint: if the op "
                 "keeps channels apart, register it, e.g. fxcfp.register_channel_rule(<op>, "
                 "'pointwise' | 'passthrough' | 'shape' | 'reduce'), or pass a function rule."
-            )
+            ), n)
         call = RuleCall(n, tuple(args), dict(kwargs), labels, kwarg_labels, value,
                         self._applier(n))
         try:
             self.labels[n] = rule(call)
+        except NotExplainableError as err:
+            raise _tagged(UnsupportedModelError(
+                f"fxcfp.analyze: the model cannot be explained with Class Feature Pyramids: FX "
+                f"node {n.name!r} ({_op_name(n, self.module)}{_module_path(n)}): {err}."
+            ), n) from err
         except (RuleError, RuntimeError, TypeError, IndexError) as err:
-            raise UnsupportedOpError(
-                f"fxcfp.analyze: the channel rule for FX node {n.name!r} "
-                f"({_op_name(n, self.module)}{_module_path(n)}) cannot map it: {err}. Hint: "
-                "register a rule of your own with fxcfp.register_channel_rule."
-            ) from err
+            raise _failed(n, self.module, f"the channel rule cannot map it: {err}") from err
         return value
 
     def _applier(self, n: fx.Node) -> Any:

@@ -33,7 +33,14 @@ from torch import fx, nn
 
 from .labels import NONE, compact, expand_full, union
 
-__all__ = ["RuleCall", "RuleKind", "lookup_rule", "register_channel_rule"]
+__all__ = [
+    "NotExplainableError",
+    "RuleCall",
+    "RuleError",
+    "RuleKind",
+    "lookup_rule",
+    "register_channel_rule",
+]
 
 RuleKind = Literal["pointwise", "passthrough", "shape", "reduce"]
 
@@ -68,6 +75,11 @@ Rule = Callable[[RuleCall], Any]
 class RuleError(Exception):
     """Raised by a rule that recognises its op but cannot map this use of it; the channel-map
     pass turns it into an :class:`~fxcfp.UnsupportedOpError` naming the node."""
+
+
+class NotExplainableError(RuleError):
+    """Raised by a rule whose op puts the whole model outside the method (attention); the pass
+    turns it into an :class:`~fxcfp.UnsupportedModelError` naming the node."""
 
 
 # --- the rule kinds ---------------------------------------------------------------------------
@@ -406,7 +418,7 @@ def _register_defaults() -> None:
         labelled = [tuple(value.shape) for value, label in operands if label is not None]
         if len(labelled) >= 2:
             # attention: q @ k^T, softmax(.) @ v. Its mixing weights come from the clip itself
-            raise RuleError(
+            raise NotExplainableError(
                 f"it multiplies two activations (shapes {labelled[0]} and {labelled[1]}), as "
                 "attention does: it mixes tokens with weights computed from the data, not with "
                 "a learned kernel. Class Feature Pyramids gates a kernel's input channels by "
