@@ -39,7 +39,7 @@ _THRESHOLD = 0.6
 # Keeping the 3 strongest channels per kernel makes the whole-depth pyramid of a real network
 # readable (EfficientNet-Lite0: ~6k edges instead of ~1.2M) and its GraphML small.
 _TOP_K = 3
-# The report draws the levels nearest to the class; each level costs a few seconds per clip.
+# The report draws this many levels, spread from the class to the stem; each costs a few seconds.
 _LEVELS = 8
 _KERNELS = 4
 _TOP = 5
@@ -167,8 +167,8 @@ def _parser() -> _Parser:
     explain.add_argument("--out", metavar="DIR",
                          help="where to write (default: fxcfp-out/<video stem>)")
     explain.add_argument("--levels", type=_optional(int, 1, "all"), default=_LEVELS,
-                         metavar="N", help=f"levels the report draws, nearest to the class "
-                         f"first (default {_LEVELS}; 'all')")
+                         metavar="N", help=f"levels the report draws, spread from the class "
+                         f"to the stem (default {_LEVELS}; 'all')")
     explain.add_argument("--kernels", type=_at_least(1), default=_KERNELS, metavar="K",
                          help=f"kernels per level in the report's graph (default {_KERNELS})")
     explain.add_argument("--quiet", action="store_true", help="no progress bars")
