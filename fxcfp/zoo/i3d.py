@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fxcfp._errors import InvalidArgumentError, InvalidTypeError
+from fxcfp.zoo._common import check_num_classes, init_conv_bn
 
 __all__ = ["I3D", "MixedBlock3d", "Unit3d", "i3d"]
 
@@ -130,12 +130,7 @@ class I3D(nn.Module):
 
     def __init__(self, *, num_classes: int = 400) -> None:
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int):
-            raise InvalidTypeError(
-                f"I3D: num_classes must be an int, got {type(num_classes).__name__}."
-            )
-        if num_classes < 1:
-            raise InvalidArgumentError(f"I3D: num_classes must be >= 1, got {num_classes}.")
+        check_num_classes("I3D", num_classes)
         self.Conv3d_1a_7x7 = Unit3d(3, 64, kernel_size=7, stride=2)
         self.MaxPool3d_2a_3x3 = nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
         self.Conv3d_2b_1x1 = Unit3d(64, 64)
@@ -160,12 +155,7 @@ class I3D(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        for module in self.modules():
-            if isinstance(module, nn.Conv3d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm3d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_conv_bn(self, lambda w: nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu"))
         nn.init.normal_(self.logits.weight, std=0.01)
         nn.init.zeros_(self.logits.bias)
 

@@ -33,7 +33,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from fxcfp._errors import InvalidArgumentError, InvalidTypeError
+from fxcfp.zoo._common import check_num_classes, init_conv_bn
 
 __all__ = ["BNReLUConv3d", "MFNet3d", "MultiFiberUnit", "mfnet3d"]
 
@@ -160,12 +160,7 @@ class MFNet3d(nn.Module):
 
     def __init__(self, *, num_classes: int = 400) -> None:
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int):
-            raise InvalidTypeError(
-                f"MFNet3d: num_classes must be an int, got {type(num_classes).__name__}."
-            )
-        if num_classes < 1:
-            raise InvalidArgumentError(f"MFNet3d: num_classes must be >= 1, got {num_classes}.")
+        check_num_classes("MFNet3d", num_classes)
         self.conv1 = nn.Sequential(
             OrderedDict(
                 conv=nn.Conv3d(
@@ -201,12 +196,7 @@ class MFNet3d(nn.Module):
 
     def _init_weights(self) -> None:
         # The reference code's initialisation: Xavier-uniform convolutions, unit batch norms.
-        for module in self.modules():
-            if isinstance(module, nn.Conv3d):
-                nn.init.xavier_uniform_(module.weight)
-            elif isinstance(module, nn.BatchNorm3d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_conv_bn(self, nn.init.xavier_uniform_)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.maxpool(self.conv1(x))

@@ -30,7 +30,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fxcfp._errors import InvalidArgumentError, InvalidTypeError
+from fxcfp.zoo._common import check_num_classes, init_conv_bn
 
 __all__ = [
     "Bottleneck3d",
@@ -130,12 +130,7 @@ class ResNet3d(nn.Module):
         groups: int = 1,
     ) -> None:
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int):
-            raise InvalidTypeError(
-                f"ResNet3d: num_classes must be an int, got {type(num_classes).__name__}."
-            )
-        if num_classes < 1:
-            raise InvalidArgumentError(f"ResNet3d: num_classes must be >= 1, got {num_classes}.")
+        check_num_classes("ResNet3d", num_classes)
         self.conv1 = nn.Conv3d(
             3, _STEM_CHANNELS, kernel_size=7, stride=(1, 2, 2), padding=3, bias=False
         )
@@ -162,12 +157,7 @@ class ResNet3d(nn.Module):
 
     def _init_weights(self) -> None:
         # The reference code's initialisation: He-normal (fan-out) convolutions, unit batch norms.
-        for module in self.modules():
-            if isinstance(module, nn.Conv3d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm3d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_conv_bn(self, lambda w: nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
