@@ -45,10 +45,10 @@ def gate(pooled: torch.Tensor, layer: LayerTensors, threshold: float, top_k: int
          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Scores and the gate of a layer's kernels (SPEC steps 3-6).
 
-    ``n >= threshold`` is evaluated as ``s - min >= threshold * (max - min)``: the same test
-    without a division, and exact at both ends (0 passes every channel, 1 the best). The
-    back-step and the graph both call this function on the same device, so they agree bit for
-    bit on which channels pass.
+    ``n >= threshold`` is evaluated as ``s >= min + threshold * (max - min)``: the same test
+    without a division, one comparison against a per-kernel bar, and exact at both ends (0
+    passes every channel, 1 the best). The back-step and the graph both call this function on
+    the same device, so they agree bit for bit on which channels pass.
 
     Args:
         pooled: pooled input activations ``B x in_channels``.
@@ -74,15 +74,18 @@ def gate(pooled: torch.Tensor, layer: LayerTensors, threshold: float, top_k: int
         activations = pooled.view(batch, layer.groups, per_group)[:, groups]
     scores = activations * weight
     low = scores.amin(-1, keepdim=True)
-    span = scores.amax(-1, keepdim=True) - low
-    bar = threshold * span
+    high = scores.amax(-1, keepdim=True)
+    span = high - low
+    # the bar is per kernel, so the one full-size test is a comparison; at 1 it is the maximum
+    # itself, so the best channel passes whatever the rounding of low + span
+    bar = high if threshold == 1 else low + threshold * span
     if per_group == 1:
         bar = torch.full_like(bar, float("-inf"))  # depth-wise: the one channel is a link
     else:
         bar = bar.masked_fill(span == 0, float("inf"))  # all equal: nothing passes
     if expand is not None:
         bar = bar.masked_fill(~expand[..., None], float("inf"))  # per kernel, not per channel
-    passed = (scores - low) >= bar
+    passed = scores >= bar
     if top_k is not None and top_k < per_group:
         ranked = scores.masked_fill(~passed, float("-inf"))
         order = torch.sort(ranked, dim=-1, descending=True, stable=True).indices
@@ -95,6 +98,25 @@ def gate(pooled: torch.Tensor, layer: LayerTensors, threshold: float, top_k: int
 def normalised(scores: torch.Tensor, low: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
     """Eq. 1: per-kernel min-max scaled scores (1 where a kernel reads one channel)."""
     return torch.where(span == 0, 1.0, (scores - low) / torch.where(span == 0, 1, span))
+
+
+def _channel_depth(passed: torch.Tensor, kernel_depth: torch.Tensor, limit: int,
+                   groups: int) -> torch.Tensor:
+    """For each input channel, one more than the shallowest kernel that selects it."""
+    batch, _, per_group = passed.shape
+    grouped = passed.view(batch, groups, -1, per_group)
+    if passed.device.type == "cpu":
+        # where every expanded kernel of the layer has one depth (the common case), "selected
+        # by any" is all there is to know: a boolean max, ~20x cheaper than a masked min. On
+        # a GPU the test would wait for the device, so it keeps the dense form below.
+        expanded = kernel_depth < limit
+        shallowest = kernel_depth.masked_fill(~expanded, UNREACHED).amin(1)
+        deepest = kernel_depth.masked_fill(~expanded, -1).amax(1)
+        if bool(((shallowest == deepest) | (deepest < 0)).all()):
+            reached = grouped.amax(2).reshape(batch, -1)
+            return torch.where(reached, shallowest[:, None] + 1, UNREACHED).to(torch.int32)
+    child = torch.where(passed, kernel_depth[..., None] + 1, UNREACHED)
+    return child.view(batch, groups, -1, per_group).amin(2).reshape(batch, -1)
 
 
 def backstep(layers: list[LayerTensors], pooled: list[torch.Tensor], roots: torch.Tensor,
@@ -122,12 +144,7 @@ def backstep(layers: list[LayerTensors], pooled: list[torch.Tensor], roots: torc
         out_channels, per_group = layer.weight.shape
         kernel_depth = depth[:, layer.first_id: layer.first_id + out_channels]
         *_, passed = gate(a, layer, threshold, top_k, expand=kernel_depth < limit)
-        child = torch.where(passed, kernel_depth[..., None] + 1, UNREACHED)
-        if layer.group_of_kernel is None:
-            channel_depth = child.amin(1)
-        else:
-            channel_depth = child.view(batch, layer.groups, -1, per_group).amin(2)
-            channel_depth = channel_depth.reshape(batch, -1)
+        channel_depth = _channel_depth(passed, kernel_depth, limit, layer.groups)
         width = layer.sources.shape[1]
         values = channel_depth[:, :, None].expand(-1, -1, width).reshape(batch, -1)
         depth.scatter_reduce_(1, layer.sources.reshape(1, -1).expand(batch, -1), values,

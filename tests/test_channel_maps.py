@@ -225,3 +225,30 @@ def test_register_a_rule_for_a_leaf_module():
 def test_register_rejects_unknown_kinds():
     with pytest.raises(ValueError, match="unknown rule kind 'identity'"):
         fxcfp.register_channel_rule(torch.cumsum, "identity")
+
+
+class FunctionalLayers(nn.Module):
+    """Weighted layers as functional calls: F.conv2d with groups, and addmm with a transposed
+    weight (the form old traces and decompositions produce for nn.Linear)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(4, 3, 1, 1))
+        self.dw = nn.Parameter(torch.randn(4, 2, 3, 3))
+        self.head_w = nn.Parameter(torch.randn(2, 4))
+        self.head_b = nn.Parameter(torch.zeros(2))
+
+    def forward(self, x):
+        x = torch.relu(F.conv2d(x, self.w))
+        x = F.conv2d(x, self.dw, padding=1, groups=2)
+        return torch.addmm(self.head_b, x.mean((2, 3)), self.head_w.t())
+
+
+def test_functional_conv_and_addmm_are_weighted_layers_named_by_their_node():
+    maps = _maps(FunctionalLayers(), (3, 4, 4))
+    assert set(maps) == {"conv2d", "conv2d_1", "addmm"}
+    assert maps["conv2d_1"] == [{f"conv2d:{c}"} for c in range(4)]
+    assert maps["addmm"] == [{f"conv2d_1:{c}"} for c in range(4)]
+    pyramid = fxcfp.analyze(FunctionalLayers(), torch.randn(3, 4, 4), 0, threshold=0.0)
+    # the grouped functional conv: kernels 0-1 read channels 0-1, kernels 2-3 read 2-3
+    assert set(pyramid.graph.successors("conv2d_1:3")) == {"conv2d:2", "conv2d:3"}
