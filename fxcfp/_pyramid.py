@@ -63,6 +63,8 @@ class _Passing:
 
 
 GRAPH_EDGE_LIMIT = 5_000_000
+# passing pairs a pyramid keeps for its maps (24 bytes each)
+_PASSING_BUDGET = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -124,8 +126,10 @@ class Pyramid:
         per_group_kernels = layer.out_channels // layer.groups
         channel = (kernel // per_group_kernels) * tensors.weight.shape[1] + cand.cpu().numpy()
         result = _Passing(kernel, channel, n)
-        if len(cache) < 8:  # the maps of a few layers at a time; big pyramids are recomputed
+        kept = self.__dict__.get("_passing_kept", 0)
+        if kept + kernel.size <= _PASSING_BUDGET:  # a huge pyramid is recomputed, not hoarded
             cache[index] = result
+            self.__dict__["_passing_kept"] = kept + kernel.size
         return result
 
     def _layer_edges(self, index: int) -> _Edges:
@@ -330,10 +334,15 @@ class Pyramid:
         layer = self._plan.layers[index]
         return layer.input_node, layer.channel_dim
 
-    def _channels(self, index: int, channels: np.ndarray) -> torch.Tensor:
+    def _weighted_sum(self, index: int, channels: np.ndarray, weights: np.ndarray
+                      ) -> torch.Tensor:
+        """``sum_k weights[k] * A_l[channels[k]]``, straight from the captured activations (one
+        matrix-vector product, no copy of the channels)."""
         self.prefetch_maps([self._plan.layers[index].name])
         ids, data = self.__dict__["_activation_cache"][self._source_key(index)]
-        return data[np.searchsorted(ids, channels)]
+        full = np.zeros(len(ids))
+        np.add.at(full, np.searchsorted(ids, channels), weights)
+        return torch.tensordot(torch.from_numpy(full).to(data.dtype), data, dims=1).float()
 
     def _finish(self, index: int, feature_map: torch.Tensor, up: bool) -> torch.Tensor:
         if not up:
@@ -361,7 +370,7 @@ class Pyramid:
                 "channel (it is not in the pyramid, or lies at max_depth and was not expanded); "
                 f"expanded kernels of this layer: {sorted(set(kernels.tolist()))[:12]}"
             )
-        feature_map = self._channels(index, mine).float().mean(0)
+        feature_map = self._weighted_sum(index, mine, np.full(mine.size, 1.0 / mine.size))
         return self._finish(index, feature_map, upsample)
 
     def layer_map(self, layer: str, *, upsample: bool = False) -> torch.Tensor:
@@ -372,10 +381,9 @@ class Pyramid:
         if channels.size == 0:
             raise InvalidArgumentError(
                 f"Pyramid.layer_map: layer {layer!r} has no expanded kernel in this pyramid")
-        ids, counts = np.unique(channels, return_counts=True)
-        data = self._channels(index, ids).float()
-        weights = torch.from_numpy(counts).float().reshape(-1, *([1] * (data.dim() - 1)))
-        return self._finish(index, (data * weights).sum(0), upsample)
+        # a channel counts once per kernel that selected it
+        return self._finish(index, self._weighted_sum(index, channels, np.ones(channels.size)),
+                            upsample)
 
     def temporal_profile(self, layer: str) -> torch.Tensor:
         """The upsampled layer map's mass per frame (sums to 1; zeros for a constant map)."""
