@@ -80,6 +80,7 @@ class Analyzer:
         self._plans: dict[tuple[Any, ...], Plan] = {}
         self._tensors: dict[tuple[Any, ...], tuple[tuple[Any, ...], list[LayerTensors]]] = {}
         self._fingerprint: tuple[int, ...] | None = None
+        self._export_only = False
 
     @property
     def model(self) -> nn.Module:
@@ -93,7 +94,7 @@ class Analyzer:
     def _plan(self, inputs: list[torch.Tensor], as_list: bool) -> Plan:
         model = self.model
         call_args = [inputs] if as_list else inputs
-        kind = "export" if (as_list or self._trace == "export") else "fx"
+        kind = "export" if (as_list or self._trace == "export" or self._export_only) else "fx"
         if kind == "fx":
             # symbolic tracing is shape-agnostic, but flatten sizes make channel maps per shape
             key: tuple[Any, ...] = ("fx",) + tuple(
@@ -117,11 +118,13 @@ class Analyzer:
             if not (traced.method == "fx" and self._trace == "auto" and _opaque(err)):
                 raise
             # symbolic tracing kept a plain-Python helper opaque (torchvision's fx-wrapped
-            # functions); torch.export traces through it
+            # functions); torch.export traces through it, from now on for every shape
+            self._export_only = True
             traced = trace_model(model, call_args, leaf_modules=self._leaf_modules,
                                  method="export")
             plan = build_plan(traced, inputs, model)
         if traced.method == "export" and kind == "fx":
+            self._export_only = True  # fx failed for this model: later calls go to export directly
             key = ("export", as_list) + tuple((tuple(x.shape), x.dtype, x.device) for x in inputs)
         self._plans[key] = plan
         return plan

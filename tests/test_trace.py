@@ -102,3 +102,21 @@ def test_untraceable_model_names_the_module_and_the_fix():
     assert "torch.fx symbolic tracing failed in module '<root>'" in message
     assert "torch.export failed" in message
     assert "leaf_modules" in message and "concrete_args" in message
+
+
+def test_export_fallback_is_remembered_per_model(monkeypatch):
+    import fxcfp._analyzer as analyzer_module
+
+    calls = []
+    real = analyzer_module.trace_model
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("method"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(analyzer_module, "trace_model", counting)
+    torch.manual_seed(0)
+    analyzer = fxcfp.Analyzer(ShapeBranch())
+    for _ in range(3):
+        analyzer.analyze(torch.randn(3, 4, 6, 6), 1)
+    assert len(calls) == 1  # traced (fx failed, export) once, then reused
