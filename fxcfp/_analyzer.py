@@ -95,12 +95,12 @@ class Analyzer:
         model = self.model
         call_args = [inputs] if as_list else inputs
         kind = "export" if (as_list or self._trace == "export" or self._export_only) else "fx"
-        if kind == "fx":
-            # symbolic tracing is shape-agnostic, but flatten sizes make channel maps per shape
-            key: tuple[Any, ...] = ("fx",) + tuple(
-                (tuple(x.shape[1:]), x.dtype, x.device) for x in inputs)
-        else:
-            key = ("export", as_list) + tuple((tuple(x.shape), x.dtype, x.device) for x in inputs)
+        # symbolic tracing is shape-agnostic (flatten sizes still make channel maps per shape,
+        # not per batch size); torch.export's graph is specialised to every dimension
+        export_key = ("export", as_list) + tuple(
+            (tuple(x.shape), x.dtype, x.device) for x in inputs)
+        key = export_key if kind == "export" else ("fx",) + tuple(
+            (tuple(x.shape[1:]), x.dtype, x.device) for x in inputs)
         if key in self._plans:
             return self._plans[key]
         traced = self._fx if kind == "fx" else None
@@ -125,7 +125,7 @@ class Analyzer:
             plan = build_plan(traced, inputs, model)
         if traced.method == "export" and kind == "fx":
             self._export_only = True  # fx failed for this model: later calls go to export directly
-            key = ("export", as_list) + tuple((tuple(x.shape), x.dtype, x.device) for x in inputs)
+            key = export_key
         self._plans[key] = plan
         return plan
 

@@ -144,8 +144,6 @@ class _LabelInterpreter(fx.Interpreter):
         return _mutable(args), _mutable(kwargs)
 
     def run_node(self, n: fx.Node) -> Any:
-        if n.op == "call_module" and n.target == "_guards_fn":
-            return None  # torch.export's input guards: not part of the computation
         try:
             value = super().run_node(n)
         except (UnsupportedOpError, UnsupportedModelError, ModelCallError):

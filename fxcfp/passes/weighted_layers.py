@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import torch
@@ -151,7 +151,7 @@ def _describe(node: fx.Node, gm: fx.GraphModule, model: nn.Module | None) -> Wei
             raise _unsupported(node, "is a transposed convolution")
         shape = gm.get_parameter(weight).shape
         if target in _LINEAR_FUNCTIONS:
-            return WeightedLayer(_owner_name(gm, weight, node, None), "linear", weight,
+            return WeightedLayer(node.name, "linear", weight,
                                  node.args[0].name, 1, shape[1], shape[0])
         groups = _arg(node, 8, "groups", 1) if target in _CONVOLUTION else _arg(node, 6, "groups", 1)
         return WeightedLayer(node.name, "conv", weight, node.args[0].name, int(groups),
@@ -183,16 +183,11 @@ def annotate_weighted_layers(gm: fx.GraphModule, model: nn.Module | None = None)
         if layer is None:
             continue
         if node.op == "call_function" and model is not None:
-            layer = _rename(layer, _owner_name(gm, layer.weight, node, model))
+            layer = replace(layer, name=_owner_name(gm, layer.weight, node, model))
         count = seen.get(layer.name, 0)
         seen[layer.name] = count + 1
         if count:
             # a module called twice is two layers of the pyramid
-            layer = _rename(layer, f"{layer.name}#{count}")
+            layer = replace(layer, name=f"{layer.name}#{count}")
         node.meta[WEIGHTED_LAYER] = layer
     return gm
-
-
-def _rename(layer: WeightedLayer, name: str) -> WeightedLayer:
-    return WeightedLayer(name, layer.kind, layer.weight, layer.input, layer.groups,
-                         layer.in_channels, layer.out_channels, layer.weight_transposed)
