@@ -409,10 +409,26 @@ def _imported(spec: str, weights: str | os.PathLike[str] | None) -> LoadedModel:
     model = _build(target, spec)
     _load_weights(model, weights, spec)
     family = module_name.split(".")[0]
+    lite = "efficientnet_lite" in module_name
     normalization = {"torchvision": "kinetics", "pytorchvideo": "pytorchvideo"}.get(
-        family, "efficientnet_lite" if "efficientnet_lite" in module_name else "kinetics")
-    return LoadedModel(model, spec, "import", normalization, None, *_OTHER_INPUT,
-                       trained=True if weights is not None else None)
+        family, "efficientnet_lite" if lite else "kinetics")
+    # an image network convolves in 2D only: it reads one frame, as C x H x W
+    dims = 2 if _convolves_in(model, 2) and not _convolves_in(model, 3) else 3
+    frames, size = (_IMAGE_FRAMES, 224) if dims == 2 else _OTHER_INPUT
+    labels = None
+    if lite:  # fxcfp's own zoo: ImageNet classes
+        from .data import imagenet_labels
+
+        labels = tuple(imagenet_labels())
+    return LoadedModel(model, spec, "import", normalization, labels, frames, size,
+                       trained=True if weights is not None else None, dims=dims)
+
+
+def _convolves_in(model: nn.Module, dims: int) -> bool:
+    from torch import nn
+
+    kind = nn.Conv2d if dims == 2 else nn.Conv3d
+    return any(isinstance(module, kind) for module in model.modules())
 
 
 def _model_file(spec: str) -> LoadedModel:

@@ -94,6 +94,7 @@ def test_no_embed_links_the_files_beside_the_report(tmp_path: Path) -> None:
 def test_the_header_says_what_is_explained_and_warns_of_random_weights(report) -> None:
     pyramid, _, html = report
     assert f'<div class="banner" role="alert" id="banner">{RANDOM_WEIGHTS}</div>' in html
+    assert "unknown" not in html.split('id="banner"', 1)[0][-60:]
     facts = dict(re.findall(r'<dd data-fact="([^"]+)">([^<]*)</dd>', html))
     assert facts["model"] == "zoo:net — zoo.Net"
     assert facts["video"] == "walk.mp4, 6 frames (0..15, 0.00–0.50 s), 24 x 24"

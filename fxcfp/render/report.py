@@ -165,6 +165,7 @@ def write_report(
         "asked": _asked(identity),
         "top": _top(probabilities, names, int(pyramid.target)),
         "banner": _banner(identity),
+        "random_weights": RANDOM_WEIGHTS,
         "facts": _facts(identity, pyramid, image),
         "levels": levels,
         "image": image,
