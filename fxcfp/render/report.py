@@ -26,7 +26,7 @@ from fxcfp._errors import InvalidArgumentError, InvalidTypeError
 from fxcfp._files import atomic_write
 from fxcfp.render._graph_view import ShownKernel, choose_kernels, layout
 from fxcfp.render.overlay import _lookup_table
-from fxcfp.render.pyramid_views import _FPS, draw_map, optional_map, pyramid_levels, slug
+from fxcfp.render.pyramid_views import _FPS, draw_map, pyramid_levels, slug
 from fxcfp.render.pyramid_views import render_with_frames as _render
 
 __all__ = ["write_report", "RANDOM_WEIGHTS"]
@@ -35,6 +35,7 @@ _TOP = 5
 # the banner a report of an untrained model carries, whatever it is mailed on as
 RANDOM_WEIGHTS = "random weights — not an explanation of a trained model"
 _WEBP_QUALITY = 82
+# libwebp's fastest method: a still of a few hundred pixels square encodes in about a millisecond
 # a panel lists this many linked kernels before summing up the rest
 _LIST_LIMIT = 40
 _SCALE = (
@@ -329,7 +330,7 @@ class _Media:
     def webp(self, frame: np.ndarray, name: str) -> str:
         buffer = io.BytesIO()
         Image.fromarray(np.ascontiguousarray(frame)).save(buffer, format="WEBP",
-                                                          quality=_WEBP_QUALITY, method=2)
+                                                          quality=_WEBP_QUALITY, method=0)
         data = buffer.getvalue()
         path = self.root / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -371,22 +372,35 @@ def _kernel_pictures(
     alpha: float,
     cmap: str,
 ) -> dict[str, str]:
-    """A still of each shown kernel's map on the shared frame, for the levels drawn."""
+    """A still of each shown kernel's map on the shared frame, for the levels drawn.
+
+    The still is the kernel-wise map at the layer's own time step nearest the shared frame,
+    upsampled in space with the pyramid's cubic spline (``fxcfp._maps.upsample``) and scaled to
+    ``[0, 1]`` on its own: one frame is drawn, so only one frame is upsampled, instead of the
+    whole clip for every kernel.
+    """
+    from fxcfp._maps import upsample
+
     pathway_of = {layer.name: int(getattr(layer, "pathway", 0)) for layer in layers}
     pictures = {}
     for node in kernels:
         if node.is_input or node.layer not in drawn:
             continue
-        heat = optional_map(pyramid.kernel_map, node.layer, node.channel)
-        if heat is None:
+        try:
+            raw = pyramid.kernel_map(node.layer, node.channel)
+        except InvalidArgumentError:  # at max_depth: reached, not expanded
             continue
         pathway = pathway_of[node.layer]
-        frame = shared[pathway]
         frames = pixels[pathway]
-        if heat.dim() == 3 and heat.shape[0] == len(frames):  # colour the one frame shown only
-            heat, frames = heat[frame : frame + 1], frames[frame : frame + 1]
-        picture, _ = draw_map(heat, frames, alpha=alpha, cmap=cmap)
-        pictures[node.key] = media.webp(picture[min(frame, len(picture) - 1)],
+        frame = min(shared[pathway], len(frames) - 1)
+        raw = torch.as_tensor(raw).detach().to("cpu", torch.float32)
+        if raw.dim() == 3:  # T x H x W: the time step under the shared frame
+            step = round(frame * (raw.shape[0] - 1) / max(len(frames) - 1, 1))
+            raw = raw[step]
+        heat = upsample(raw, tuple(frames.shape[1:3])) if raw.dim() == 2 else torch.zeros(
+            frames.shape[1:3])
+        picture, _ = draw_map(heat, frames[frame : frame + 1], alpha=alpha, cmap=cmap)
+        pictures[node.key] = media.webp(picture[0],
                                         f"kernels/{slug(node.layer)}_{node.channel}.webp")
     return pictures
 
