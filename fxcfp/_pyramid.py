@@ -331,8 +331,10 @@ class Pyramid:
             cache[key] = (ids, found[key])
 
     def _source_key(self, index: int) -> tuple[str, int]:
+        # a classifier's maps are drawn on the pre-pool tensor (SPEC "Maps of a layer without
+        # location"): its channels are the classifier's input channels, one to one
         layer = self._plan.layers[index]
-        return layer.input_node, layer.channel_dim
+        return layer.map_node, layer.map_channel_dim
 
     def _weighted_sum(self, index: int, channels: np.ndarray, weights: np.ndarray
                       ) -> torch.Tensor:
