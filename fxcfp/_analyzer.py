@@ -12,6 +12,7 @@ from torch import nn
 
 from ._backstep import LayerTensors, backstep
 from ._checks import check_classes, check_model, check_options, prepare_inputs
+from ._contrast import check_contrast, contrast_classes, contrast_tensors
 from ._errors import UnsupportedModelError, UnsupportedOpError
 from ._plan import Plan, build_plan, record_activations
 from ._pyramid import Pyramid
@@ -155,22 +156,26 @@ class Analyzer:
 
     def analyze(self, clip: torch.Tensor | list[torch.Tensor], cls: int | None = None, *,
                 threshold: float = 0.6, max_depth: int | None = None,
-                top_k: int | None = None) -> Pyramid:
+                top_k: int | None = None, contrast: int | str | None = None) -> Pyramid:
         """Explain one clip: see :func:`fxcfp.analyze`."""
         options = check_options("fxcfp.analyze", threshold, max_depth, top_k)
+        other = check_contrast("fxcfp.analyze", contrast)
         inputs, as_list = prepare_inputs("fxcfp.analyze", self.model, clip, batched=False)
-        return self._run("fxcfp.analyze", inputs, as_list, cls, options)[0]
+        return self._run("fxcfp.analyze", inputs, as_list, cls, options, other)[0]
 
     def analyze_batch(self, clips: torch.Tensor | list[torch.Tensor], classes: Any = None, *,
                       threshold: float = 0.6, max_depth: int | None = None,
-                      top_k: int | None = None) -> list[Pyramid]:
+                      top_k: int | None = None, contrast: int | str | None = None
+                      ) -> list[Pyramid]:
         """Explain a batch of clips with one forward pass: see :func:`fxcfp.analyze_batch`."""
         options = check_options("fxcfp.analyze_batch", threshold, max_depth, top_k)
+        other = check_contrast("fxcfp.analyze_batch", contrast)
         inputs, as_list = prepare_inputs("fxcfp.analyze_batch", self.model, clips, batched=True)
-        return self._run("fxcfp.analyze_batch", inputs, as_list, classes, options)
+        return self._run("fxcfp.analyze_batch", inputs, as_list, classes, options, other)
 
     def _run(self, call: str, inputs: list[torch.Tensor], as_list: bool, classes: Any,
-             options: tuple[float, int | None, int | None]) -> list[Pyramid]:
+             options: tuple[float, int | None, int | None],
+             contrast: int | str | None = None) -> list[Pyramid]:
         threshold, max_depth, top_k = options
         model = self.model
         with _eval_mode(model):
@@ -187,20 +192,33 @@ class Analyzer:
         roots = torch.where(roots < 0, plan.total_ids, roots)
         layer_pooled = [pooled[i] for i in plan.pooled_index]
         tensors = self._layer_tensors(plan, logits.device, layer_pooled[0].dtype)
-        depth = backstep(tensors, layer_pooled, roots, plan.total_ids, threshold=threshold,
+        chosen_cpu = chosen.cpu()
+        others = contrast_classes(call, contrast, chosen_cpu.tolist(), logits)
+        if contrast is None:
+            depth = backstep(tensors, layer_pooled, roots, plan.total_ids, threshold=threshold,
+                             max_depth=max_depth, top_k=top_k)
+            per_sample = [tuple(tensors)] * batch
+        else:
+            # each clip's root row is its own class difference: one back-step per clip
+            per_sample = [tuple(contrast_tensors(call, tensors, plan.output_sources,
+                                                 int(chosen_cpu[i]), others[i]))
+                          for i in range(batch)]
+            depth = torch.cat([
+                backstep(list(per_sample[i]), [p[i: i + 1] for p in layer_pooled],
+                         roots[i: i + 1], plan.total_ids, threshold=threshold,
                          max_depth=max_depth, top_k=top_k)
+                for i in range(batch)])
         # the one transfer to the host
         depth = depth.cpu().numpy()
         logits_cpu = logits.detach().float().cpu()
         probabilities = logits_cpu.softmax(1)
-        chosen_cpu = chosen.cpu()
         return [
             Pyramid(
                 target=int(chosen_cpu[i]), probability=float(probabilities[i, chosen_cpu[i]]),
                 logits=logits_cpu[i], threshold=threshold, max_depth=max_depth, top_k=top_k,
                 _plan=plan, _model=model, _depth=depth[i],
-                _pooled=tuple(p[i] for p in layer_pooled), _tensors=tuple(tensors),
-                _inputs=tuple(inputs), _sample=i,
+                _pooled=tuple(p[i] for p in layer_pooled), _tensors=per_sample[i],
+                _inputs=tuple(inputs), _sample=i, contrast=others[i],
             )
             for i in range(batch)
         ]
@@ -229,7 +247,7 @@ def _cached_analyzer(model: Any, call: str) -> Analyzer:
 
 def analyze(model: nn.Module, clip: torch.Tensor | list[torch.Tensor], cls: int | None = None,
             *, threshold: float = 0.6, max_depth: int | None = None,
-            top_k: int | None = None) -> Pyramid:
+            top_k: int | None = None, contrast: int | str | None = None) -> Pyramid:
     """Find the class feature pyramid of one clip: the kernels, through the whole depth of the
     network, that carry the evidence for class ``cls``.
 
@@ -245,6 +263,11 @@ def analyze(model: nn.Module, clip: torch.Tensor | list[torch.Tensor], cls: int 
             normalised score is at least this.
         max_depth: back-steps to expand from the class; ``None`` goes down to the clip.
         top_k: keep at most this many passing channels per kernel.
+        contrast: ``None``; or another class index, or ``"runner-up"`` (the best class other
+            than ``cls``), for a contrastive pyramid: "why ``cls`` and not ``contrast``". The
+            root is scored with the classifier's row difference ``w_cls - w_contrast``
+            (softmax-neutral), the layers below are back-stepped as usual, and evidence maps
+            differentiate ``y_cls - y_contrast``; see :mod:`fxcfp._contrast`.
 
     Returns:
         The :class:`Pyramid`.
@@ -260,12 +283,13 @@ def analyze(model: nn.Module, clip: torch.Tensor | list[torch.Tensor], cls: int 
         >>> print(pyramid.summary())  # doctest: +SKIP
     """
     return _cached_analyzer(model, "fxcfp.analyze").analyze(
-        clip, cls, threshold=threshold, max_depth=max_depth, top_k=top_k)
+        clip, cls, threshold=threshold, max_depth=max_depth, top_k=top_k, contrast=contrast)
 
 
 def analyze_batch(model: nn.Module, clips: torch.Tensor | list[torch.Tensor],
                   classes: Any = None, *, threshold: float = 0.6, max_depth: int | None = None,
-                  top_k: int | None = None) -> list[Pyramid]:
+                  top_k: int | None = None, contrast: int | str | None = None
+                  ) -> list[Pyramid]:
     """Explain a batch of clips with one forward pass and one batched back-step.
 
     Args:
@@ -274,9 +298,11 @@ def analyze_batch(model: nn.Module, clips: torch.Tensor | list[torch.Tensor],
             one per pathway.
         classes: ``None`` (each clip's top class), one int for all, or one per clip.
         threshold, max_depth, top_k: as in :func:`analyze`.
+        contrast: as in :func:`analyze`, for every clip.
 
     Returns:
         One :class:`Pyramid` per clip.
     """
     return _cached_analyzer(model, "fxcfp.analyze_batch").analyze_batch(
-        clips, classes, threshold=threshold, max_depth=max_depth, top_k=top_k)
+        clips, classes, threshold=threshold, max_depth=max_depth, top_k=top_k,
+        contrast=contrast)

@@ -259,7 +259,8 @@ class Pyramid:
         graph = nx.DiGraph(target=self.target, threshold=float(self.threshold),
                            max_depth=-1 if self.max_depth is None else self.max_depth,
                            top_k=-1 if self.top_k is None else self.top_k,
-                           probability=float(self.probability))
+                           probability=float(self.probability),
+                           contrast=-1 if self.contrast is None else self.contrast)
         node_score = np.zeros(self._plan.total_ids)
         np.maximum.at(node_score, edges.dst, edges.score)
         nodes = np.flatnonzero(self._depth < UNREACHED)
@@ -294,8 +295,9 @@ class Pyramid:
         name_width = max([len("layer")] + [len(level.name) for level in levels])
         kernels = sum(len(level.kernels) for level in levels)
         depth = "none" if self.max_depth is None else str(self.max_depth)
+        versus = "" if self.contrast is None else f" and not class {self.contrast}"
         lines = [
-            f"class {self.target} (p={self.probability:.3f}), threshold {self.threshold}, "
+            f"class {self.target}{versus} (p={self.probability:.3f}), threshold {self.threshold}, "
             f"max_depth {depth}: {kernels} kernels in {len(levels)} layers, "
             f"{self.num_edges} edges",
             f"{'layer'.ljust(name_width)}  depth  selected/total  edges",

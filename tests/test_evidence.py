@@ -61,7 +61,7 @@ def _counts(pyramid: fxcfp.Pyramid, layer: str, kernel: int | None = None) -> to
     return torch.from_numpy(np.bincount(channels, minlength=pyramid._plan.layers[index].in_channels))
 
 
-@pytest.mark.parametrize("contrast", [None])
+@pytest.mark.parametrize("contrast", [None, 2])
 def test_evidence_maps_are_the_selected_channels_weighted_by_gradient_times_input(contrast):
     model = _model()
     clip = torch.randn(3, 4, 8, 8)
