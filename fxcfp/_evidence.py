@@ -34,7 +34,11 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-__all__ = ["record_evidence"]
+__all__ = ["DEFAULT_MAPS", "record_evidence"]
+
+# what the pictures (render_pyramid, write_report, fxcfp explain) draw unless asked otherwise:
+# the mode the faithfulness measurements support; the library's map methods keep "paper"
+DEFAULT_MAPS = "evidence"
 
 
 @contextlib.contextmanager
