@@ -187,10 +187,11 @@ class Analyzer:
         roots = torch.where(roots < 0, plan.total_ids, roots)
         layer_pooled = [pooled[i] for i in plan.pooled_index]
         tensors = self._layer_tensors(plan, logits.device, layer_pooled[0].dtype)
-        depth = backstep(tensors, layer_pooled, roots, plan.total_ids, threshold=threshold,
+        found = backstep(tensors, layer_pooled, roots, plan.total_ids, threshold=threshold,
                          max_depth=max_depth, top_k=top_k)
         # the one transfer to the host
-        depth = depth.cpu().numpy()
+        depth = found.depth.cpu().numpy()
+        edges, visited = found.edges.cpu().numpy(), found.visited.cpu().numpy()
         logits_cpu = logits.detach().float().cpu()
         probabilities = logits_cpu.softmax(1)
         chosen_cpu = chosen.cpu()
@@ -200,7 +201,7 @@ class Analyzer:
                 logits=logits_cpu[i], threshold=threshold, max_depth=max_depth, top_k=top_k,
                 _plan=plan, _model=model, _depth=depth[i],
                 _pooled=tuple(p[i] for p in layer_pooled), _tensors=tuple(tensors),
-                _inputs=tuple(inputs), _sample=i,
+                _inputs=tuple(inputs), _sample=i, _counted=(edges[i], visited[i]),
             )
             for i in range(batch)
         ]

@@ -109,6 +109,9 @@ class Plan:
             if layer.groups > 1:
                 per_group = layer.out_channels // layer.groups
                 group_of_kernel = torch.arange(layer.out_channels, device=device) // per_group
+            # one passing pair gives an edge to every real producer of its channel's map
+            members = (None if layer.shared_sources
+                       else (layer.sources >= 0).sum(1).to(device=device, dtype=torch.int32))
             tensors.append(LayerTensors(
                 first_id=layer.first_id,
                 groups=layer.groups,
@@ -116,6 +119,8 @@ class Plan:
                 weight=self.pooled_weight(layer).to(device=device, dtype=dtype, copy=True),
                 group_of_kernel=group_of_kernel,
                 sources=sources.to(device),
+                members=members,
+                shared_sources=layer.shared_sources,
             ))
         return tensors
 
