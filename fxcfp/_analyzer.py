@@ -13,7 +13,7 @@ from torch import nn
 from ._backstep import LayerTensors, backstep
 from ._checks import check_classes, check_model, check_options, prepare_inputs
 from ._errors import UnsupportedModelError, UnsupportedOpError
-from ._plan import Plan, build_plan, record_activations
+from ._plan import Plan, plan_and_capture, record_activations
 from ._pyramid import Pyramid
 from ._trace import Traced, trace_model
 
@@ -91,7 +91,10 @@ class Analyzer:
 
     # --- plans -----------------------------------------------------------------------------
 
-    def _plan(self, inputs: list[torch.Tensor], as_list: bool) -> Plan:
+    def _plan(self, inputs: list[torch.Tensor], as_list: bool
+              ) -> tuple[Plan, tuple[Any, tuple[torch.Tensor, ...]] | None]:
+        """The plan for ``inputs``, and when it was built on them just now, what its capture
+        returns for them (the channel-map pass ran the model on them already)."""
         model = self.model
         call_args = [inputs] if as_list else inputs
         kind = "export" if (as_list or self._trace == "export" or self._export_only) else "fx"
@@ -102,7 +105,7 @@ class Analyzer:
         key = export_key if kind == "export" else ("fx",) + tuple(
             (tuple(x.shape[1:]), x.dtype, x.device) for x in inputs)
         if key in self._plans:
-            return self._plans[key]
+            return self._plans[key], None
         traced = self._fx if kind == "fx" else None
         if traced is None:
             traced = trace_model(model, call_args, leaf_modules=self._leaf_modules,
@@ -113,7 +116,7 @@ class Analyzer:
         else:
             sample = inputs
         try:
-            plan = build_plan(traced, sample, model)
+            plan, captured = plan_and_capture(traced, sample, model)
         except (UnsupportedOpError, UnsupportedModelError) as err:
             if not (traced.method == "fx" and self._trace == "auto" and _opaque(err)):
                 raise
@@ -122,12 +125,14 @@ class Analyzer:
             self._export_only = True
             traced = trace_model(model, call_args, leaf_modules=self._leaf_modules,
                                  method="export")
-            plan = build_plan(traced, inputs, model)
+            plan, captured = plan_and_capture(traced, inputs, model)
+            sample = inputs
         if traced.method == "export" and kind == "fx":
             self._export_only = True  # fx failed for this model: later calls go to export directly
             key = export_key
         self._plans[key] = plan
-        return plan
+        whole = all(s.shape == x.shape for s, x in zip(sample, inputs, strict=True))
+        return plan, captured if whole else None
 
     def _layer_tensors(self, plan: Plan, device: torch.device, dtype: torch.dtype
                        ) -> list[LayerTensors]:
@@ -174,8 +179,8 @@ class Analyzer:
         threshold, max_depth, top_k = options
         model = self.model
         with _eval_mode(model):
-            plan = self._plan(inputs, as_list)
-            logits, pooled = plan.capture(*inputs)
+            plan, captured = self._plan(inputs, as_list)
+            logits, pooled = captured if captured is not None else plan.capture(*inputs)
         batch, num_classes = logits.shape
         targets = check_classes(call, classes, batch, num_classes)
         chosen = logits.argmax(1)
