@@ -14,7 +14,7 @@ from ._backstep import LayerTensors, backstep
 from ._checks import check_classes, check_model, check_options, prepare_inputs
 from ._contrast import check_contrast, contrast_classes, contrast_tensors
 from ._errors import UnsupportedModelError, UnsupportedOpError
-from ._plan import Plan, build_plan, record_activations
+from ._plan import Plan, plan_and_capture, record_activations
 from ._pyramid import Pyramid
 from ._trace import Traced, trace_model
 
@@ -92,7 +92,10 @@ class Analyzer:
 
     # --- plans -----------------------------------------------------------------------------
 
-    def _plan(self, inputs: list[torch.Tensor], as_list: bool) -> Plan:
+    def _plan(self, inputs: list[torch.Tensor], as_list: bool
+              ) -> tuple[Plan, tuple[Any, tuple[torch.Tensor, ...]] | None]:
+        """The plan for ``inputs``, and when it was built on them just now, what its capture
+        returns for them (the channel-map pass ran the model on them already)."""
         model = self.model
         call_args = [inputs] if as_list else inputs
         kind = "export" if (as_list or self._trace == "export" or self._export_only) else "fx"
@@ -103,7 +106,7 @@ class Analyzer:
         key = export_key if kind == "export" else ("fx",) + tuple(
             (tuple(x.shape[1:]), x.dtype, x.device) for x in inputs)
         if key in self._plans:
-            return self._plans[key]
+            return self._plans[key], None
         traced = self._fx if kind == "fx" else None
         if traced is None:
             traced = trace_model(model, call_args, leaf_modules=self._leaf_modules,
@@ -114,7 +117,7 @@ class Analyzer:
         else:
             sample = inputs
         try:
-            plan = build_plan(traced, sample, model)
+            plan, captured = plan_and_capture(traced, sample, model)
         except (UnsupportedOpError, UnsupportedModelError) as err:
             if not (traced.method == "fx" and self._trace == "auto" and _opaque(err)):
                 raise
@@ -123,12 +126,14 @@ class Analyzer:
             self._export_only = True
             traced = trace_model(model, call_args, leaf_modules=self._leaf_modules,
                                  method="export")
-            plan = build_plan(traced, inputs, model)
+            plan, captured = plan_and_capture(traced, inputs, model)
+            sample = inputs
         if traced.method == "export" and kind == "fx":
             self._export_only = True  # fx failed for this model: later calls go to export directly
             key = export_key
         self._plans[key] = plan
-        return plan
+        whole = all(s.shape == x.shape for s, x in zip(sample, inputs, strict=True))
+        return plan, captured if whole else None
 
     def _layer_tensors(self, plan: Plan, device: torch.device, dtype: torch.dtype
                        ) -> list[LayerTensors]:
@@ -179,8 +184,8 @@ class Analyzer:
         threshold, max_depth, top_k = options
         model = self.model
         with _eval_mode(model):
-            plan = self._plan(inputs, as_list)
-            logits, pooled = plan.capture(*inputs)
+            plan, captured = self._plan(inputs, as_list)
+            logits, pooled = captured if captured is not None else plan.capture(*inputs)
         batch, num_classes = logits.shape
         targets = check_classes(call, classes, batch, num_classes)
         chosen = logits.argmax(1)
@@ -195,21 +200,25 @@ class Analyzer:
         chosen_cpu = chosen.cpu()
         others = contrast_classes(call, contrast, chosen_cpu.tolist(), logits)
         if contrast is None:
-            depth = backstep(tensors, layer_pooled, roots, plan.total_ids, threshold=threshold,
+            found = backstep(tensors, layer_pooled, roots, plan.total_ids, threshold=threshold,
                              max_depth=max_depth, top_k=top_k)
             per_sample = [tuple(tensors)] * batch
+            depth_t, edges_t, visited_t = found.depth, found.edges, found.visited
         else:
             # each clip's root row is its own class difference: one back-step per clip
             per_sample = [tuple(contrast_tensors(call, tensors, plan.output_sources,
                                                  int(chosen_cpu[i]), others[i]))
                           for i in range(batch)]
-            depth = torch.cat([
-                backstep(list(per_sample[i]), [p[i: i + 1] for p in layer_pooled],
-                         roots[i: i + 1], plan.total_ids, threshold=threshold,
-                         max_depth=max_depth, top_k=top_k)
-                for i in range(batch)])
+            each = [backstep(list(per_sample[i]), [p[i: i + 1] for p in layer_pooled],
+                             roots[i: i + 1], plan.total_ids, threshold=threshold,
+                             max_depth=max_depth, top_k=top_k)
+                    for i in range(batch)]
+            depth_t = torch.cat([f.depth for f in each])
+            edges_t = torch.cat([f.edges for f in each])
+            visited_t = torch.cat([f.visited for f in each])
         # the one transfer to the host
-        depth = depth.cpu().numpy()
+        depth = depth_t.cpu().numpy()
+        edges, visited = edges_t.cpu().numpy(), visited_t.cpu().numpy()
         logits_cpu = logits.detach().float().cpu()
         probabilities = logits_cpu.softmax(1)
         return [
@@ -219,6 +228,7 @@ class Analyzer:
                 _plan=plan, _model=model, _depth=depth[i],
                 _pooled=tuple(p[i] for p in layer_pooled), _tensors=per_sample[i],
                 _inputs=tuple(inputs), _sample=i, contrast=others[i],
+                _counted=(edges[i], visited[i]),
             )
             for i in range(batch)
         ]

@@ -119,6 +119,10 @@ class Pyramid:
     _sample: int = field(repr=False, compare=False)
     # last, with a default: the class the target is contrasted with (None: no contrast)
     contrast: int | None = None
+    # per layer, the edges the back-step counted and how many kernels (in ascending depth) it
+    # visited (:class:`fxcfp._backstep.Backstep`); ``None``: nothing counted yet
+    _counted: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False,
+                                                           compare=False)
 
     # --- structure -------------------------------------------------------------------------
 
@@ -171,19 +175,45 @@ class Pyramid:
             src, dst, score = src[first], dst[first], score[first]
         return _Edges(src, dst, score)
 
+    def _pair_edges(self, index: int, rows: np.ndarray) -> int:
+        """Edges leaving the kernels ``rows`` of a layer without shared sources: each passing
+        pair gives one per member of its channel's map. The back-step's own gate, dense over
+        these rows only, and no pair is listed."""
+        if rows.size == 0:
+            return 0
+        pooled, tensors = self._pooled[index], self._tensors[index]
+        rows_t = torch.from_numpy(rows).to(pooled.device)
+        passed = gate(pooled[None], tensors, self.threshold, self.top_k, rows_t)[3][0]
+        members = tensors.members
+        if members is None:  # a layer tensor made without counts
+            members = (self._plan.layers[index].sources >= 0).sum(1).to(pooled.device)
+        if tensors.group_of_kernel is None:
+            per_pair = members[None]
+        else:  # a grouped kernel's passing channel c is channel c of its own group
+            per_pair = members.view(tensors.groups, -1)[tensors.group_of_kernel[rows_t]]
+        return int((passed * per_pair).sum())
+
     @cached_property
     def _edge_counts(self) -> np.ndarray:
-        """Edges leaving each layer, counted without building them where no producer feeds two
-        input channels (then every passing pair gives one edge per member of its map)."""
+        """Edges leaving each layer. The back-step counted those of every kernel it visited;
+        the kernels its early exit skipped (the last in ascending depth) are counted here, and
+        a layer where one producer feeds several input channels from its de-duplicated edges."""
         counts = np.zeros(len(self._plan.layers), dtype=np.int64)
+        limit = UNREACHED if self.max_depth is None else self.max_depth
         for index, layer in enumerate(self._plan.layers):
             if self._expanded(index).size == 0:
                 continue
             if layer.shared_sources:
                 counts[index] = self._layer_edges(index).src.size
-            else:
-                members = (layer.sources >= 0).sum(1).numpy()
-                counts[index] = int(members[self._passing(index).channel].sum())
+                continue
+            counted, visited = (0, 0) if self._counted is None else (
+                int(self._counted[0][index]), int(self._counted[1][index]))
+            if visited < layer.out_channels:
+                depth = self._depth[layer.first_id: layer.first_id + layer.out_channels]
+                # the back-step's order: a stable sort by depth, the same permutation here
+                rest = np.argsort(depth, kind="stable")[visited:]
+                counted += self._pair_edges(index, np.sort(rest[depth[rest] < limit]))
+            counts[index] = counted
         return counts
 
     @property
