@@ -154,6 +154,14 @@ def _parser() -> _Parser:
                          f"to the stem (default {_LEVELS}; 'all')")
     explain.add_argument("--kernels", type=_at_least(1), default=_KERNELS, metavar="K",
                          help=f"kernels per level in the report's graph (default {_KERNELS})")
+    explain.add_argument("--windows", action="store_true",
+                         help="slide the clip window over the whole video and explain every "
+                         "window: a timeline report of the class and the evidence per level")
+    explain.add_argument("--stride", type=_at_least(1), metavar="N",
+                         help="with --windows: frames between window starts (default: the "
+                         "clip length, no overlap)")
+    explain.add_argument("--batch", type=_at_least(1), default=4, metavar="N",
+                         help="with --windows: windows per batched analysis (default 4)")
     add_run_options(explain)
     explain.set_defaults(handler=_explain)
     from .dataset.cli import register
@@ -232,6 +240,12 @@ def _explain(args: argparse.Namespace) -> int:
     with progress.stage("loading the model"):
         loaded = load_model(args.model, weights=args.weights)
     target = _resolve_class(args.cls, loaded.labels)
+    if args.windows:
+        from .windows import command
+
+        return command(args, loaded, video, out, target, started)
+    if args.stride is not None:
+        raise InvalidArgumentError("--stride needs --windows (it spaces the windows)")
     with progress.stage(f"reading {video.name}"):
         clip = _read(video, args, loaded)
     with progress.stage("analysing"):

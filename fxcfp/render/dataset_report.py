@@ -4,6 +4,7 @@ class x class overlap, in one self-contained HTML page."""
 from __future__ import annotations
 
 import io
+import textwrap
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ def heat_map_png(matrix: np.ndarray, rows: list[str], columns: list[str], title:
                         interpolation="nearest")
     axes.set_xticks(range(len(columns)), columns, rotation=60, ha="right", fontsize=7)
     axes.set_yticks(range(len(rows)), rows, fontsize=6)
-    axes.set_title(title, fontsize=9)
+    axes.set_title("\n".join(textwrap.wrap(title, 48)), fontsize=8)
     figure.colorbar(image, ax=axes, label=label, fraction=0.04)
     figure.tight_layout()
     buffer = io.BytesIO()
