@@ -319,6 +319,37 @@ class Pyramid:
         with open(path, "w", encoding="utf-8") as file:
             json.dump(data, file, indent=1)
 
+    def save(self, path: str | os.PathLike[str], *, maps: str | tuple[str, ...] | None = None,
+             inputs: bool = False) -> None:
+        """Write the pyramid to one compact file that :func:`fxcfp.load_pyramid` reads (see
+        :mod:`fxcfp._io`): graph, layers, counts and summary come back without the model.
+
+        Args:
+            path: the file (``.fxcfp`` by convention; an ``.npz`` archive, no pickled code).
+            maps: map modes (``"paper"``, or any mode :meth:`layer_map` takes) whose layer maps
+                to store too, so a loaded pyramid draws them without the model.
+            inputs: store the analysed clip as well, so ``load_pyramid(path, model=model)``
+                needs no ``clip=``.
+        """
+        from ._io import save_pyramid  # the io module imports this one
+
+        save_pyramid(self, path, maps=maps, inputs=inputs)
+
+    def to_edge_list(self, path: str | os.PathLike[str]) -> None:
+        """Write the edges as columns ``src_layer, src_channel, dst_layer, dst_channel, score``
+        to ``.parquet`` (layers dictionary-encoded) or ``.npz`` (layer indices into
+        ``layer_names``): compact where GraphML of millions of edges is not."""
+        from ._io import write_edge_list
+
+        write_edge_list(self, path)
+
+    def __reduce__(self) -> tuple:
+        # pickles through the saved state (with the clip, without the model): no code, and a
+        # pyramid crosses process boundaries; SavedPyramid.with_model(model) gives maps back
+        from ._io import reduce_pyramid
+
+        return reduce_pyramid(self)
+
     def summary(self) -> str:
         """A text table: per layer, kernels selected of total, and edges."""
         levels = self.layers
