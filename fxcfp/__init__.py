@@ -31,6 +31,7 @@ from ._errors import (
 
 if TYPE_CHECKING:
     from ._analyzer import Analyzer, analyze, analyze_batch
+    from ._io import PyramidFileError, SavedPyramid, load_pyramid
     from ._pyramid import LayerSelection, Pyramid
     from .passes.rules import RuleCall, register_channel_rule
 
@@ -40,6 +41,9 @@ _LAZY = {
     "Analyzer": "._analyzer",
     "analyze": "._analyzer",
     "analyze_batch": "._analyzer",
+    "PyramidFileError": "._io",
+    "SavedPyramid": "._io",
+    "load_pyramid": "._io",
     "LayerSelection": "._pyramid",
     "Pyramid": "._pyramid",
     "RuleCall": ".passes.rules",
@@ -68,12 +72,15 @@ __all__ = [
     "LayerSelection",
     "ModelCallError",
     "Pyramid",
+    "PyramidFileError",
     "RuleCall",
+    "SavedPyramid",
     "UnsupportedModelError",
     "UnsupportedOpError",
     "UntraceableModelError",
     "analyze",
     "analyze_batch",
+    "load_pyramid",
     "register_channel_rule",
 ]
 

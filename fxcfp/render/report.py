@@ -26,7 +26,14 @@ from fxcfp._errors import InvalidArgumentError, InvalidTypeError
 from fxcfp._files import atomic_write
 from fxcfp.render._graph_view import ShownKernel, choose_kernels, layout
 from fxcfp.render.overlay import _lookup_table
-from fxcfp.render.pyramid_views import _FPS, draw_map, pyramid_levels, slug
+from fxcfp.render.pyramid_views import (
+    _FPS,
+    DEFAULT_MAPS,
+    check_maps,
+    draw_map,
+    pyramid_levels,
+    slug,
+)
 from fxcfp.render.pyramid_views import render_with_frames as _render
 
 __all__ = ["write_report", "RANDOM_WEIGHTS"]
@@ -38,6 +45,20 @@ _WEBP_QUALITY = 82
 # libwebp's fastest method: a still of a few hundred pixels square encodes in about a millisecond
 # a panel lists this many linked kernels before summing up the rest
 _LIST_LIMIT = 40
+# what a level's map shows, said on the page beside the pictures
+_MAP_WORDS = {
+    "evidence": (
+        "the level's selected channels, each voxel weighted by its own first-order "
+        "contribution to the class score (gradient × activation, one backward pass), counted "
+        "once per kernel above that relies on the channel; only voxels that raise the score "
+        "are shown"
+    ),
+    "paper": (
+        "the activations of the level's selected channels (SPEC), counted once per kernel "
+        "above that relies on the channel; they show where the layer fires, the same for "
+        "every class"
+    ),
+}
 _SCALE = (
     "Each map is scaled on its own: 0 is its weakest place, 1 its strongest. Colours compare "
     "places within one map, not one map with another."
@@ -61,6 +82,7 @@ def write_report(
     identity: Mapping[str, Any] | None = None,
     embed: bool = True,
     graph_engine: str = "auto",
+    maps: str = DEFAULT_MAPS,
 ) -> Path:
     """Write ``report.html``, a single file that opens offline, plus the pictures beside it.
 
@@ -93,6 +115,10 @@ def write_report(
             stated.
         embed: Embed every video and picture (one self-contained file), or link the files.
         graph_engine: ``"auto"`` (Graphviz ``dot`` where installed), ``"dot"`` or ``"plain"``.
+        maps: ``"evidence"`` (default) or ``"paper"``: which maps every picture draws (see
+            :func:`fxcfp.render.render_pyramid`); the page says which. For a contrastive
+            pyramid (``fxcfp.analyze(..., contrast=...)``) the page adds a "why A and not B"
+            section.
 
     Returns:
         The path of ``report.html``.
@@ -119,11 +145,14 @@ def write_report(
         raise InvalidArgumentError(
             f"write_report(graph_engine={graph_engine!r}): choose 'auto', 'dot' or 'plain'."
         )
+    maps = check_maps(maps, "write_report")
     target_name = names[int(pyramid.target)]
+    contrast = getattr(pyramid, "contrast", None)
+    contrast_name = None if contrast is None else names[int(contrast)]
     result, pixels = _render(
         pyramid, out_dir, frames=frames, clip=clip, mean=mean, std=std, alpha=alpha,
         cmap=cmap, formats=("mp4",), max_levels=max_levels, progress=progress,
-        where="write_report", class_name=target_name,
+        where="write_report", class_name=target_name, contrast_name=contrast_name, maps=maps,
     )
     root = Path(out_dir)
     image = all(len(p) == 1 for p in pixels)
@@ -154,13 +183,16 @@ def write_report(
     drawn_names = {level.layer for level in result.levels}
     kernels = [node for row in rows for node in row]
     pictures = _kernel_pictures(pyramid, kernels, drawn_names, layers, pixels, shared, media,
-                                alpha=alpha, cmap=cmap)
+                                alpha=alpha, cmap=cmap, maps=maps)
     shown = {k.key: k for k in kernels}
     skipped = set(result.skipped)
     panels = [_panel(graph, node, pictures.get(node.key), shown, index_of, skipped | drawn_names)
               for node in kernels if not node.is_input]
     context = {
         "title": f"{target_name} · Class Feature Pyramid",
+        "maps": maps,
+        "map_words": _MAP_WORDS[maps],
+        "contrast": _contrast(pyramid, probabilities, names, levels),
         "target": target_name,
         "probability": float(pyramid.probability),
         "asked": _asked(identity),
@@ -211,6 +243,22 @@ def _banner(identity: Mapping[str, Any] | None) -> str | None:
         return ("weights not known: the model came from a factory fxcfp cannot inspect; pass "
                 "--weights FILE to say which weights it holds")
     return None
+
+
+def _contrast(pyramid: Any, probabilities: torch.Tensor, names: list[str],
+              levels: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The "why A and not B" section of a contrastive pyramid (``None`` for a plain one)."""
+    contrast = getattr(pyramid, "contrast", None)
+    if contrast is None:
+        return None
+    target, other = int(pyramid.target), int(contrast)
+    logits = torch.as_tensor(pyramid.logits).detach().to("cpu", torch.float64).reshape(-1)
+    return {"a": names[target], "b": names[other],
+            "logit_a": float(logits[target]), "logit_b": float(logits[other]),
+            "p_a": float(probabilities[target]), "p_b": float(probabilities[other]),
+            "still": levels[0]["still"] if levels else None,
+            "rows": [(layer.name, len(layer.kernels), layer.total)
+                     for layer in tuple(pyramid.layers)[:6]]}
 
 
 def _asked(identity: Mapping[str, Any] | None) -> str:
@@ -371,6 +419,7 @@ def _kernel_pictures(
     *,
     alpha: float,
     cmap: str,
+    maps: str,
 ) -> dict[str, str]:
     """A still of each shown kernel's map on the shared frame, for the levels drawn.
 
@@ -387,7 +436,7 @@ def _kernel_pictures(
         if node.is_input or node.layer not in drawn:
             continue
         try:
-            raw = pyramid.kernel_map(node.layer, node.channel)
+            raw = pyramid.kernel_map(node.layer, node.channel, mode=maps)
         except InvalidArgumentError:  # at max_depth: reached, not expanded
             continue
         pathway = pathway_of[node.layer]
