@@ -33,7 +33,7 @@ means, 95% bootstrap intervals in the run's output), evidence against Grad-CAM a
 - class sensitivity (Spearman of the maps of the top class and the runner-up): 0.12-0.49 at the
   convolutional layers (paper: 0.52-1.00), 0.80 at the classifier (Grad-CAM 0.44);
 - cascading randomisation, classifier re-initialised: |rho| <= 0.23 at every convolutional layer
-  (paper: 0.55-1.00); every later stage <= 0.17.
+  (paper: 0.55-1.00); at every later stage <= 0.17 at the convolutional layers.
 
 The products ``G[i] * A[i]`` of every requested map node come from one forward and one backward
 pass through the traced graph (:func:`record_evidence`), with the gradient taken with
