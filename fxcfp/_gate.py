@@ -94,11 +94,16 @@ def evidence_keep(model: nn.Module, plan: Any, inputs: list[torch.Tensor],
 
 def gated_tensors(tensors: tuple[LayerTensors, ...] | list[LayerTensors],
                   keep: tuple[np.ndarray, ...], sink: int) -> tuple[LayerTensors, ...]:
-    """The layers with every channel the gate closes linked to the sink (to no kernel)."""
+    """The layers with every channel the gate closes linked to the sink (to no kernel), and
+    counting no edge."""
     out = []
     for layer, open_ in zip(tensors, keep):
         sources = layer.sources.clone()
         closed = torch.from_numpy(~open_).to(sources.device)
         sources[closed] = sink
-        out.append(dataclasses.replace(layer, sources=sources))
+        members = layer.members
+        if members is not None:
+            members = members.clone()
+            members[closed] = 0
+        out.append(dataclasses.replace(layer, sources=sources, members=members))
     return tuple(out)

@@ -121,6 +121,10 @@ class Pyramid:
     # last, with defaults: the class the target is contrasted with (None: no contrast), the
     # gate, and the evidence gate's open input channels per layer (None: the paper's gate)
     contrast: int | None = None
+    # per layer, the edges the back-step counted and how many kernels (in ascending depth) it
+    # visited (:class:`fxcfp._backstep.Backstep`); ``None``: nothing counted yet
+    _counted: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False,
+                                                           compare=False)
     gate: str = "paper"
     _channel_keep: tuple[np.ndarray, ...] | None = field(default=None, repr=False,
                                                          compare=False)
@@ -180,19 +184,45 @@ class Pyramid:
             src, dst, score = src[first], dst[first], score[first]
         return _Edges(src, dst, score)
 
+    def _pair_edges(self, index: int, rows: np.ndarray) -> int:
+        """Edges leaving the kernels ``rows`` of a layer without shared sources: each passing
+        pair gives one per member of its channel's map. The back-step's own gate, dense over
+        these rows only, and no pair is listed."""
+        if rows.size == 0:
+            return 0
+        pooled, tensors = self._pooled[index], self._tensors[index]
+        rows_t = torch.from_numpy(rows).to(pooled.device)
+        passed = gate(pooled[None], tensors, self.threshold, self.top_k, rows_t)[3][0]
+        members = tensors.members
+        if members is None:  # a layer tensor made without counts
+            members = (self._plan.layers[index].sources >= 0).sum(1).to(pooled.device)
+        if tensors.group_of_kernel is None:
+            per_pair = members[None]
+        else:  # a grouped kernel's passing channel c is channel c of its own group
+            per_pair = members.view(tensors.groups, -1)[tensors.group_of_kernel[rows_t]]
+        return int((passed * per_pair).sum())
+
     @cached_property
     def _edge_counts(self) -> np.ndarray:
-        """Edges leaving each layer, counted without building them where no producer feeds two
-        input channels (then every passing pair gives one edge per member of its map)."""
+        """Edges leaving each layer. The back-step counted those of every kernel it visited;
+        the kernels its early exit skipped (the last in ascending depth) are counted here, and
+        a layer where one producer feeds several input channels from its de-duplicated edges."""
         counts = np.zeros(len(self._plan.layers), dtype=np.int64)
+        limit = UNREACHED if self.max_depth is None else self.max_depth
         for index, layer in enumerate(self._plan.layers):
             if self._expanded(index).size == 0:
                 continue
             if layer.shared_sources:
                 counts[index] = self._layer_edges(index).src.size
-            else:
-                members = (layer.sources >= 0).sum(1).numpy()
-                counts[index] = int(members[self._passing(index).channel].sum())
+                continue
+            counted, visited = (0, 0) if self._counted is None else (
+                int(self._counted[0][index]), int(self._counted[1][index]))
+            if visited < layer.out_channels:
+                depth = self._depth[layer.first_id: layer.first_id + layer.out_channels]
+                # the back-step's order: a stable sort by depth, the same permutation here
+                rest = np.argsort(depth, kind="stable")[visited:]
+                counted += self._pair_edges(index, np.sort(rest[depth[rest] < limit]))
+            counts[index] = counted
         return counts
 
     @property
@@ -297,6 +327,37 @@ class Pyramid:
         data = nx.node_link_data(self.graph, edges="edges")
         with open(path, "w", encoding="utf-8") as file:
             json.dump(data, file, indent=1)
+
+    def save(self, path: str | os.PathLike[str], *, maps: str | tuple[str, ...] | None = None,
+             inputs: bool = False) -> None:
+        """Write the pyramid to one compact file that :func:`fxcfp.load_pyramid` reads (see
+        :mod:`fxcfp._io`): graph, layers, counts and summary come back without the model.
+
+        Args:
+            path: the file (``.fxcfp`` by convention; an ``.npz`` archive, no pickled code).
+            maps: map modes (``"paper"``, or any mode :meth:`layer_map` takes) whose layer maps
+                to store too, so a loaded pyramid draws them without the model.
+            inputs: store the analysed clip as well, so ``load_pyramid(path, model=model)``
+                needs no ``clip=``.
+        """
+        from ._io import save_pyramid  # the io module imports this one
+
+        save_pyramid(self, path, maps=maps, inputs=inputs)
+
+    def to_edge_list(self, path: str | os.PathLike[str]) -> None:
+        """Write the edges as columns ``src_layer, src_channel, dst_layer, dst_channel, score``
+        to ``.parquet`` (layers dictionary-encoded) or ``.npz`` (layer indices into
+        ``layer_names``): compact where GraphML of millions of edges is not."""
+        from ._io import write_edge_list
+
+        write_edge_list(self, path)
+
+    def __reduce__(self) -> tuple:
+        # pickles through the saved state (with the clip, without the model): no code, and a
+        # pyramid crosses process boundaries; SavedPyramid.with_model(model) gives maps back
+        from ._io import reduce_pyramid
+
+        return reduce_pyramid(self)
 
     def summary(self) -> str:
         """A text table: per layer, kernels selected of total, and edges."""

@@ -34,7 +34,8 @@ from ._errors import FxcfpError, InvalidArgumentError, UntraceableModelError
 from ._evidence import DEFAULT_MAPS
 from ._models import FORMS, LoadedModel, load_model
 
-__all__ = ["main"]
+__all__ = ["add_analysis_options", "add_clip_options", "add_model_options", "add_run_options",
+           "main"]
 
 _THRESHOLD = 0.6
 # Keeping the 3 strongest channels per kernel makes the whole-depth pyramid of a real network
@@ -69,9 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, --version
         return done.code if isinstance(done.code, int) else 0
     if args.command is None:
-        return _fail("choose a command: explain (see fxcfp --help)")
+        return _fail("choose a command: explain or explain-dataset (see fxcfp --help)")
     try:
-        return _explain(args)
+        return int(args.handler(args))
     except KeyboardInterrupt:
         print("fxcfp: interrupted", file=sys.stderr)
         return 130
@@ -141,12 +142,12 @@ def _parser() -> _Parser:
     )
     explain.add_argument("video", nargs="?", metavar="VIDEO",
                          help="the video file (default: the bundled carphone clip)")
-    explain.add_argument("--model", metavar="SPEC", help=f"the model: {FORMS}")
-    explain.add_argument("--weights", metavar="FILE",
-                         help="a state dict to load into the model --model builds")
+    add_model_options(explain)
     explain.add_argument("--class", dest="cls", metavar="C",
                          help="the class to explain: an index, or a name where the model has "
                          "class names (case-insensitive); default: the top class")
+    add_analysis_options(explain)
+    add_clip_options(explain)
     explain.add_argument("--contrast", metavar="C",
                          help="explain why the class and not C: an index, a class name, or "
                          "'runner-up' (the best other class); default: no contrast")
@@ -154,24 +155,6 @@ def _parser() -> _Parser:
                          help=f"what the pictures draw (default {DEFAULT_MAPS}): 'evidence' "
                          "weights the pyramid's channels by each voxel's contribution to the "
                          "class score; 'paper' draws SPEC's maps, the channels' activations")
-    explain.add_argument("--threshold", type=_threshold, default=_THRESHOLD, metavar="T",
-                         help=f"gate threshold in [0, 1] (default {_THRESHOLD})")
-    explain.add_argument("--depth", type=_optional(int, 0, "none"), default=None, metavar="D",
-                         help="back-steps from the class (default: none, down to the clip)")
-    explain.add_argument("--top-k", type=_optional(int, 1, "all"), default=_TOP_K, metavar="K",
-                         help=f"keep at most K passing channels per kernel (default {_TOP_K}; "
-                         "'all' keeps every one)")
-    explain.add_argument("--frames", type=_at_least(1), metavar="N",
-                         help="frames to read (default: what the model was trained on; 16)")
-    explain.add_argument("--size", type=_at_least(8), metavar="S",
-                         help="side of the square crop (default: the model's; 160 for the "
-                         "default model)")
-    explain.add_argument("--start", type=_at_least(0.0, float), metavar="SECONDS",
-                         help="read consecutive frames from here (default: spread the frames "
-                         "over the whole video)")
-    explain.add_argument("--normalization", metavar="NAME",
-                         help="normalisation preset: imagenet, kinetics, pytorchvideo, "
-                         "efficientnet_lite (default: the model family's)")
     explain.add_argument("--out", metavar="DIR",
                          help="where to write (default: fxcfp-out/<video stem>)")
     explain.add_argument("--levels", type=_optional(int, 1, "all"), default=_LEVELS,
@@ -179,10 +162,60 @@ def _parser() -> _Parser:
                          f"to the stem (default {_LEVELS}; 'all')")
     explain.add_argument("--kernels", type=_at_least(1), default=_KERNELS, metavar="K",
                          help=f"kernels per level in the report's graph (default {_KERNELS})")
-    explain.add_argument("--quiet", action="store_true", help="no progress bars")
-    explain.add_argument("--debug", action="store_true",
-                         help="print the traceback of an error too")
+    explain.add_argument("--windows", action="store_true",
+                         help="slide the clip window over the whole video and explain every "
+                         "window: a timeline report of the class and the evidence per level")
+    explain.add_argument("--stride", type=_at_least(1), metavar="N",
+                         help="with --windows: frames between window starts (default: the "
+                         "clip length, no overlap)")
+    explain.add_argument("--batch", type=_at_least(1), default=4, metavar="N",
+                         help="with --windows: windows per batched analysis (default 4)")
+    add_run_options(explain)
+    explain.set_defaults(handler=_explain)
+    from .dataset.cli import register
+
+    register(commands)
     return parser
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """--model and --weights: shared by every command that runs a model."""
+    parser.add_argument("--model", metavar="SPEC", help=f"the model: {FORMS}")
+    parser.add_argument("--weights", metavar="FILE",
+                        help="a state dict to load into the model --model builds")
+
+
+def add_analysis_options(parser: argparse.ArgumentParser) -> None:
+    """--threshold, --depth, --top-k: the analysis options of :func:`fxcfp.analyze`."""
+    parser.add_argument("--threshold", type=_threshold, default=_THRESHOLD, metavar="T",
+                        help=f"gate threshold in [0, 1] (default {_THRESHOLD})")
+    parser.add_argument("--depth", type=_optional(int, 0, "none"), default=None, metavar="D",
+                        help="back-steps from the class (default: none, down to the clip)")
+    parser.add_argument("--top-k", type=_optional(int, 1, "all"), default=_TOP_K, metavar="K",
+                        help=f"keep at most K passing channels per kernel (default {_TOP_K}; "
+                        "'all' keeps every one)")
+
+
+def add_clip_options(parser: argparse.ArgumentParser) -> None:
+    """--frames, --size, --start, --normalization: how a clip is read."""
+    parser.add_argument("--frames", type=_at_least(1), metavar="N",
+                        help="frames to read (default: what the model was trained on; 16)")
+    parser.add_argument("--size", type=_at_least(8), metavar="S",
+                        help="side of the square crop (default: the model's; 160 for the "
+                        "default model)")
+    parser.add_argument("--start", type=_at_least(0.0, float), metavar="SECONDS",
+                        help="read consecutive frames from here (default: spread the frames "
+                        "over the whole video)")
+    parser.add_argument("--normalization", metavar="NAME",
+                        help="normalisation preset: imagenet, kinetics, pytorchvideo, "
+                        "efficientnet_lite (default: the model family's)")
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """--quiet and --debug."""
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--debug", action="store_true",
+                        help="print the traceback of an error too")
 
 
 # --- the command -------------------------------------------------------------------------------
@@ -217,6 +250,12 @@ def _explain(args: argparse.Namespace) -> int:
     target = _resolve_class(args.cls, loaded.labels)
     contrast = ("runner-up" if args.contrast is not None and args.contrast.strip().lower() ==
                 "runner-up" else _resolve_class(args.contrast, loaded.labels, "--contrast"))
+    if args.windows:
+        from .windows import command
+
+        return command(args, loaded, video, out, target, started)
+    if args.stride is not None:
+        raise InvalidArgumentError("--stride needs --windows (it spaces the windows)")
     with progress.stage(f"reading {video.name}"):
         clip = _read(video, args, loaded)
     with progress.stage("analysing"):

@@ -166,6 +166,7 @@ def test_the_evidence_gate_links_only_channels_that_carry_the_class():
         assert paper.graph.has_edge(kernel, channel)  # the paper's gate passed it too
         linked += 1
     assert 0 < linked < paper.graph.number_of_edges()
+    assert gated.num_edges == gated.graph.number_of_edges()  # counted the way it is built
     assert gated.num_kernels < paper.num_kernels
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,8 +116,10 @@ def _any_label(labels: Any) -> bool:
 class _LabelInterpreter(fx.Interpreter):
     """Runs the graph on real values and, beside them, on channel labels."""
 
-    def __init__(self, gm: fx.GraphModule) -> None:
+    def __init__(self, gm: fx.GraphModule,
+                 observe: Callable[[fx.Node, Any], None] | None = None) -> None:
         super().__init__(gm, garbage_collect_values=True)
+        self.observe = observe
         self.extra_traceback = False  # our errors name the node themselves
         self.labels: dict[fx.Node, Any] = {}
         self.hops: dict[fx.Node, dict[int, int]] = {}
@@ -153,6 +156,12 @@ class _LabelInterpreter(fx.Interpreter):
         return _mutable(args), _mutable(kwargs)
 
     def run_node(self, n: fx.Node) -> Any:
+        value = self._run_node(n)
+        if self.observe is not None:
+            self.observe(n, value)
+        return value
+
+    def _run_node(self, n: fx.Node) -> Any:
         try:
             value = super().run_node(n)
         except (UnsupportedOpError, UnsupportedModelError, ModelCallError):
@@ -271,10 +280,15 @@ def _per_channel(label: torch.Tensor | None, shape: torch.Size, dim: int) -> tor
     return table
 
 
-def annotate_channel_maps(gm: fx.GraphModule, *inputs: torch.Tensor) -> fx.GraphModule:
+def annotate_channel_maps(gm: fx.GraphModule, *inputs: torch.Tensor,
+                          observe: Callable[[fx.Node, Any], None] | None = None
+                          ) -> fx.GraphModule:
     """Write CHANNEL_MAP into node.meta of every weighted layer, and OUTPUT_MAP on the output node:
-    which producer kernels (or input channels) feed each channel through weight-free ops."""
-    interpreter = _LabelInterpreter(gm)
+    which producer kernels (or input channels) feed each channel through weight-free ops.
+
+    ``observe(node, value)`` sees every node's real value as the pass runs the graph (the
+    analysis takes its first pooled inputs from it instead of running the model again)."""
+    interpreter = _LabelInterpreter(gm, observe)
     with torch.no_grad():
         output = interpreter.run(*inputs)
     out_node = next(n for n in gm.graph.nodes if n.op == "output")
