@@ -243,3 +243,18 @@ def test_edge_list_refuses_an_unknown_suffix(tmp_path):
     _, _, pyramid = _analysed()
     with pytest.raises(fxcfp.InvalidArgumentError, match=r"\.npz or \.parquet"):
         pyramid.to_edge_list(tmp_path / "edges.csv")
+
+
+@pytest.mark.parametrize("options", [{"contrast": "runner-up"}, {"gate": "evidence"},
+                                     {"contrast": 0, "gate": "evidence"}])
+def test_contrastive_and_gated_pyramids_round_trip(options, tmp_path):
+    model, clip, pyramid = _analysed(**options)
+    pyramid.save(tmp_path / "p.fxcfp")
+    loaded = fxcfp.load_pyramid(tmp_path / "p.fxcfp")
+    _same(loaded, pyramid)
+    assert (loaded.contrast, loaded.gate) == (pyramid.contrast, pyramid.gate)
+    live = fxcfp.load_pyramid(tmp_path / "p.fxcfp", model=model, clip=clip)
+    _same(live, pyramid)
+    layer = pyramid.layers[0].name
+    assert torch.equal(live.layer_map(layer, mode="evidence"),
+                       pyramid.layer_map(layer, mode="evidence"))
