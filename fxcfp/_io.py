@@ -55,8 +55,9 @@ class PyramidFileError(FxcfpError, ValueError):
 
 # Fields saved as plain JSON values; the rest are rebuilt by the functions below. A field added
 # to Pyramid must be added here (save_pyramid refuses an unknown one, so a test catches it).
-_PLAIN = ("target", "probability", "threshold", "max_depth", "top_k")
-_DERIVED = ("logits", "_plan", "_model", "_depth", "_pooled", "_tensors", "_inputs", "_sample")
+_PLAIN = ("target", "probability", "threshold", "max_depth", "top_k", "contrast")
+_DERIVED = ("logits", "_plan", "_model", "_depth", "_pooled", "_tensors", "_inputs", "_sample",
+            "_counted")
 
 
 def _check_fields() -> None:
@@ -103,8 +104,10 @@ def pyramid_state(pyramid: Pyramid, *, maps: Any = None, inputs: bool = False
     meta: dict[str, Any] = {"format": FORMAT, "version": VERSION}
     from . import __version__
     meta["fxcfp"] = __version__
+    fields = {f.name for f in dataclasses.fields(Pyramid)}
     for name in _PLAIN:
-        meta[name] = getattr(pyramid, name)
+        if name in fields:
+            meta[name] = getattr(pyramid, name)
     arrays: dict[str, np.ndarray] = {
         "depth": _smallest_int(np.minimum(pyramid._depth, UNREACHED)),
         "logits": pyramid.logits.detach().cpu().numpy(),
@@ -133,6 +136,10 @@ def pyramid_state(pyramid: Pyramid, *, maps: Any = None, inputs: bool = False
     arrays["passing/channel"] = _smallest_int(np.concatenate(channel))
     arrays["passing/score"] = _scores(np.concatenate(score))
     arrays["passing/offsets"] = np.asarray(offsets, dtype=np.int64)
+    counted = getattr(pyramid, "_counted", None)
+    if counted is not None:  # the back-step's own edge counts: kept, not recounted
+        arrays["counted/edges"] = np.asarray(counted[0], dtype=np.int64)
+        arrays["counted/visited"] = np.asarray(counted[1], dtype=np.int64)
     meta["maps"] = {}
     for mode in _modes(maps):
         layers = []
@@ -314,8 +321,15 @@ class SavedPyramid(Pyramid):
             "its model, and kernel maps are not saved. Hint: fxcfp.load_pyramid(path, "
             "model=model, clip=clip) or SavedPyramid.with_model(model, clip)")
 
-    def prefetch_maps(self, layers: Any = None) -> None:
+    def prefetch_maps(self, layers: Any = None, **options: Any) -> None:
         return None  # the saved maps are all there is
+
+    def _pair_edges(self, index: int, rows: np.ndarray) -> int:
+        # the edges of kernels ``rows`` from the saved passing pairs: without the model there
+        # are no weights to run the gate again on, and the pairs are the gate's own result
+        passing = self._passing(index)
+        members = (self._plan.layers[index].sources >= 0).sum(1).numpy()
+        return int(members[passing.channel[np.isin(passing.kernel, rows)]].sum())
 
 
 def pyramid_from_state(meta: dict[str, Any], arrays: dict[str, np.ndarray], *,
@@ -325,13 +339,18 @@ def pyramid_from_state(meta: dict[str, Any], arrays: dict[str, np.ndarray], *,
     try:
         plan = _plan_from_state(meta, arrays)
         passing = _passing_from_state(arrays, len(plan.layers))
-        values = {name: meta[name] for name in _PLAIN}
-        pyramid = SavedPyramid(
-            **values, logits=torch.from_numpy(arrays["logits"]), _plan=plan,
-            _model=None, _depth=arrays["depth"].astype(np.int32),  # type: ignore[arg-type]
+        fields = {f.name for f in dataclasses.fields(Pyramid)}
+        values: dict[str, Any] = {name: meta.get(name) for name in _PLAIN if name in fields}
+        values.update(
+            logits=torch.from_numpy(arrays["logits"]), _plan=plan, _model=None,
+            _depth=arrays["depth"].astype(np.int32),
             _pooled=tuple(torch.from_numpy(arrays[f"pooled/{i}"])
                           for i in range(len(plan.layers))),
             _tensors=(), _inputs=(), _sample=0)
+        if "_counted" in fields:
+            values["_counted"] = ((arrays["counted/edges"], arrays["counted/visited"])
+                                  if "counted/edges" in arrays else None)
+        pyramid = SavedPyramid(**values)
     except (KeyError, TypeError, ValueError, IndexError) as err:
         raise PyramidFileError(
             f"{call}: the pyramid file is incomplete or corrupt ({type(err).__name__}: {err}). "
@@ -374,10 +393,15 @@ def _attach(saved: SavedPyramid, model: nn.Module, clip: Any, call: str) -> Pyra
     inputs, as_list = prepare_inputs(call, model, clip, batched=False)
     from ._analyzer import _eval_mode
     with _eval_mode(model):
-        plan = analyzer._plan(inputs, as_list)
+        plan = analyzer._plan(inputs, as_list)[0]  # (plan, what a first build captured)
     _check_same(saved, plan, call)
     pooled = tuple(p.to(inputs[0].device) for p in saved._pooled)
     tensors = tuple(analyzer._layer_tensors(plan, inputs[0].device, pooled[0].dtype))
+    if getattr(saved, "contrast", None) is not None:
+        from ._contrast import contrast_tensors  # the root row is the class difference
+
+        tensors = tuple(contrast_tensors(call, list(tensors), plan.output_sources,
+                                         saved.target, saved.contrast))
     sums = state.get("_weight_sums", [])
     for layer, tensor, expected in zip(plan.layers, tensors, sums):
         actual = float(tensor.weight.double().sum())
@@ -386,11 +410,10 @@ def _attach(saved: SavedPyramid, model: nn.Module, clip: Any, call: str) -> Pyra
                 f"{call}: the model's weights differ from the ones analysed (layer "
                 f"{layer.name!r}: pooled weights sum to {actual:.6g}, the file says "
                 f"{expected:.6g}). Hint: pass the model as it was when the pyramid was made")
-    live = Pyramid(
-        target=saved.target, probability=saved.probability, logits=saved.logits,
-        threshold=saved.threshold, max_depth=saved.max_depth, top_k=saved.top_k,
-        _plan=plan, _model=model, _depth=saved._depth, _pooled=pooled, _tensors=tensors,
-        _inputs=tuple(inputs), _sample=0)
+    values = {f.name: getattr(saved, f.name) for f in dataclasses.fields(Pyramid)}
+    values.update(_plan=plan, _model=model, _pooled=pooled, _tensors=tensors,
+                  _inputs=tuple(inputs), _sample=0)
+    live = Pyramid(**values)
     live.__dict__["_passing_cache"] = dict(state["_passing_cache"])
     live.__dict__["_passing_kept"] = state["_passing_kept"]
     return live

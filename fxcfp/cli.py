@@ -31,6 +31,7 @@ import torch
 
 from . import __version__
 from ._errors import FxcfpError, InvalidArgumentError, UntraceableModelError
+from ._evidence import DEFAULT_MAPS
 from ._models import FORMS, LoadedModel, load_model
 
 __all__ = ["add_analysis_options", "add_clip_options", "add_model_options", "add_run_options",
@@ -147,6 +148,13 @@ def _parser() -> _Parser:
                          "class names (case-insensitive); default: the top class")
     add_analysis_options(explain)
     add_clip_options(explain)
+    explain.add_argument("--contrast", metavar="C",
+                         help="explain why the class and not C: an index, a class name, or "
+                         "'runner-up' (the best other class); default: no contrast")
+    explain.add_argument("--maps", choices=("evidence", "paper"), default=DEFAULT_MAPS,
+                         help=f"what the pictures draw (default {DEFAULT_MAPS}): 'evidence' "
+                         "weights the pyramid's channels by each voxel's contribution to the "
+                         "class score; 'paper' draws SPEC's maps, the channels' activations")
     explain.add_argument("--out", metavar="DIR",
                          help="where to write (default: fxcfp-out/<video stem>)")
     explain.add_argument("--levels", type=_optional(int, 1, "all"), default=_LEVELS,
@@ -240,16 +248,18 @@ def _explain(args: argparse.Namespace) -> int:
     with progress.stage("loading the model"):
         loaded = load_model(args.model, weights=args.weights)
     target = _resolve_class(args.cls, loaded.labels)
+    contrast = ("runner-up" if args.contrast is not None and args.contrast.strip().lower() ==
+                "runner-up" else _resolve_class(args.contrast, loaded.labels, "--contrast"))
     if args.windows:
         from .windows import command
 
-        return command(args, loaded, video, out, target, started)
+        return command(args, loaded, video, out, target, started, contrast)
     if args.stride is not None:
         raise InvalidArgumentError("--stride needs --windows (it spaces the windows)")
     with progress.stage(f"reading {video.name}"):
         clip = _read(video, args, loaded)
     with progress.stage("analysing"):
-        pyramid = _analyze(loaded, clip, target, args)
+        pyramid = _analyze(loaded, clip, target, args, contrast)
     labels = loaded.labels if loaded.labels and len(loaded.labels) == len(
         pyramid.logits) else None
     with progress.stage(f"writing {out}"):
@@ -259,8 +269,10 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _resolve_class(value: str | None, labels: tuple[str, ...] | None) -> int | None:
-    """``--class`` as an index: a number, or a class name matched without regard to case."""
+def _resolve_class(value: str | None, labels: tuple[str, ...] | None,
+                   option: str = "--class") -> int | None:
+    """``--class`` (or ``--contrast``) as an index: a number, or a class name matched without
+    regard to case."""
     if value is None:
         return None
     text = value.strip()
@@ -268,12 +280,12 @@ def _resolve_class(value: str | None, labels: tuple[str, ...] | None) -> int | N
         index = int(text)
         if labels is not None and not 0 <= index < len(labels):
             raise InvalidArgumentError(
-                f"--class {text} is out of range; the model has {len(labels)} classes "
+                f"{option} {text} is out of range; the model has {len(labels)} classes "
                 f"(0..{len(labels) - 1})")
         return index
     if labels is None:
         raise InvalidArgumentError(
-            f"--class {value!r}: this model has no class names (torchvision and pytorchvideo "
+            f"{option} {value!r}: this model has no class names (torchvision and pytorchvideo "
             "models and the default model have); pass a class index instead")
 
     def key(name: str) -> str:
@@ -282,7 +294,7 @@ def _resolve_class(value: str | None, labels: tuple[str, ...] | None) -> int | N
     found = [i for i, name in enumerate(labels) if key(name) == key(text)]
     if len(found) > 1:
         raise InvalidArgumentError(
-            f"--class {value!r} names {len(found)} classes ({', '.join(map(str, found))}); pass "
+            f"{option} {value!r} names {len(found)} classes ({', '.join(map(str, found))}); pass "
             "the index of the one you mean")
     if found:
         return found[0]
@@ -291,7 +303,7 @@ def _resolve_class(value: str | None, labels: tuple[str, ...] | None) -> int | N
                                                          cutoff=0.6)]
     hint = (f"did you mean {', '.join(repr(c) for c in close)}?" if close
             else f"pass a class index 0..{len(labels) - 1} or an exact name")
-    raise InvalidArgumentError(f"--class {value!r} is not a class of this model; {hint}")
+    raise InvalidArgumentError(f"{option} {value!r} is not a class of this model; {hint}")
 
 
 def _read(video: Path, args: argparse.Namespace, loaded: LoadedModel) -> Any:
@@ -307,13 +319,13 @@ def _read(video: Path, args: argparse.Namespace, loaded: LoadedModel) -> Any:
 
 
 def _analyze(loaded: LoadedModel, clip: Any, target: int | None,
-             args: argparse.Namespace) -> Any:
+             args: argparse.Namespace, contrast: int | str | None = None) -> Any:
     from ._analyzer import analyze
 
     inputs = loaded.inputs(clip.tensor)
     try:
         return analyze(loaded.model, inputs, target, threshold=args.threshold,
-                       max_depth=args.depth, top_k=args.top_k)
+                       max_depth=args.depth, top_k=args.top_k, contrast=contrast)
     except UntraceableModelError as err:
         if loaded.kind != "torchscript":
             raise
@@ -351,7 +363,8 @@ def _write(pyramid: Any, clip: Any, loaded: LoadedModel, labels: tuple[str, ...]
     _clear_levels(out / "levels")
     report = write_report(
         pyramid, out, frames=loaded.pictures(clip.frames), labels=labels,
-        max_kernels_per_layer=args.kernels, max_levels=args.levels, progress=progress)
+        max_kernels_per_layer=args.kernels, max_levels=args.levels, progress=progress,
+        maps=args.maps)
     pyramid.to_graphml(out / "pyramid.graphml")
     pyramid.to_json(out / "pyramid.json")
     return report, len(list((out / "levels").glob("*.gif")))
@@ -399,6 +412,11 @@ def _print(loaded: LoadedModel, clip: Any, pyramid: Any, labels: tuple[str, ...]
         f"{'the top class' if args.cls is None else 'as asked'}; threshold {args.threshold}, "
         f"depth {'none' if args.depth is None else args.depth}, "
         f"top-k {'all' if args.top_k is None else args.top_k}",
+        *([] if getattr(pyramid, "contrast", None) is None else
+          [f"contrast   and not {name(pyramid.contrast)}: the root scored with the classifier's "
+           "row difference"]),
+        f"maps       {args.maps} (--maps paper draws SPEC's maps)" if args.maps == "evidence"
+        else f"maps       {args.maps} (SPEC's maps; --maps evidence weights them by the score)",
         "",
         pyramid.summary(),
         "",
