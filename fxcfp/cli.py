@@ -253,7 +253,7 @@ def _explain(args: argparse.Namespace) -> int:
     if args.windows:
         from .windows import command
 
-        return command(args, loaded, video, out, target, started)
+        return command(args, loaded, video, out, target, started, contrast)
     if args.stride is not None:
         raise InvalidArgumentError("--stride needs --windows (it spaces the windows)")
     with progress.stage(f"reading {video.name}"):
