@@ -12,8 +12,9 @@ from torch import nn
 
 from ._backstep import LayerTensors, backstep
 from ._checks import check_classes, check_model, check_options, prepare_inputs
+from ._contrast import check_contrast, contrast_classes, contrast_tensors
 from ._errors import UnsupportedModelError, UnsupportedOpError
-from ._plan import Plan, build_plan, record_activations
+from ._plan import Plan, plan_and_capture, record_activations
 from ._pyramid import Pyramid
 from ._trace import Traced, trace_model
 
@@ -91,7 +92,10 @@ class Analyzer:
 
     # --- plans -----------------------------------------------------------------------------
 
-    def _plan(self, inputs: list[torch.Tensor], as_list: bool) -> Plan:
+    def _plan(self, inputs: list[torch.Tensor], as_list: bool
+              ) -> tuple[Plan, tuple[Any, tuple[torch.Tensor, ...]] | None]:
+        """The plan for ``inputs``, and when it was built on them just now, what its capture
+        returns for them (the channel-map pass ran the model on them already)."""
         model = self.model
         call_args = [inputs] if as_list else inputs
         kind = "export" if (as_list or self._trace == "export" or self._export_only) else "fx"
@@ -102,7 +106,7 @@ class Analyzer:
         key = export_key if kind == "export" else ("fx",) + tuple(
             (tuple(x.shape[1:]), x.dtype, x.device) for x in inputs)
         if key in self._plans:
-            return self._plans[key]
+            return self._plans[key], None
         traced = self._fx if kind == "fx" else None
         if traced is None:
             traced = trace_model(model, call_args, leaf_modules=self._leaf_modules,
@@ -113,7 +117,7 @@ class Analyzer:
         else:
             sample = inputs
         try:
-            plan = build_plan(traced, sample, model)
+            plan, captured = plan_and_capture(traced, sample, model)
         except (UnsupportedOpError, UnsupportedModelError) as err:
             if not (traced.method == "fx" and self._trace == "auto" and _opaque(err)):
                 raise
@@ -122,12 +126,14 @@ class Analyzer:
             self._export_only = True
             traced = trace_model(model, call_args, leaf_modules=self._leaf_modules,
                                  method="export")
-            plan = build_plan(traced, inputs, model)
+            plan, captured = plan_and_capture(traced, inputs, model)
+            sample = inputs
         if traced.method == "export" and kind == "fx":
             self._export_only = True  # fx failed for this model: later calls go to export directly
             key = export_key
         self._plans[key] = plan
-        return plan
+        whole = all(s.shape == x.shape for s, x in zip(sample, inputs, strict=True))
+        return plan, captured if whole else None
 
     def _layer_tensors(self, plan: Plan, device: torch.device, dtype: torch.dtype
                        ) -> list[LayerTensors]:
@@ -155,27 +161,31 @@ class Analyzer:
 
     def analyze(self, clip: torch.Tensor | list[torch.Tensor], cls: int | None = None, *,
                 threshold: float = 0.6, max_depth: int | None = None,
-                top_k: int | None = None) -> Pyramid:
+                top_k: int | None = None, contrast: int | str | None = None) -> Pyramid:
         """Explain one clip: see :func:`fxcfp.analyze`."""
         options = check_options("fxcfp.analyze", threshold, max_depth, top_k)
+        other = check_contrast("fxcfp.analyze", contrast)
         inputs, as_list = prepare_inputs("fxcfp.analyze", self.model, clip, batched=False)
-        return self._run("fxcfp.analyze", inputs, as_list, cls, options)[0]
+        return self._run("fxcfp.analyze", inputs, as_list, cls, options, other)[0]
 
     def analyze_batch(self, clips: torch.Tensor | list[torch.Tensor], classes: Any = None, *,
                       threshold: float = 0.6, max_depth: int | None = None,
-                      top_k: int | None = None) -> list[Pyramid]:
+                      top_k: int | None = None, contrast: int | str | None = None
+                      ) -> list[Pyramid]:
         """Explain a batch of clips with one forward pass: see :func:`fxcfp.analyze_batch`."""
         options = check_options("fxcfp.analyze_batch", threshold, max_depth, top_k)
+        other = check_contrast("fxcfp.analyze_batch", contrast)
         inputs, as_list = prepare_inputs("fxcfp.analyze_batch", self.model, clips, batched=True)
-        return self._run("fxcfp.analyze_batch", inputs, as_list, classes, options)
+        return self._run("fxcfp.analyze_batch", inputs, as_list, classes, options, other)
 
     def _run(self, call: str, inputs: list[torch.Tensor], as_list: bool, classes: Any,
-             options: tuple[float, int | None, int | None]) -> list[Pyramid]:
+             options: tuple[float, int | None, int | None],
+             contrast: int | str | None = None) -> list[Pyramid]:
         threshold, max_depth, top_k = options
         model = self.model
         with _eval_mode(model):
-            plan = self._plan(inputs, as_list)
-            logits, pooled = plan.capture(*inputs)
+            plan, captured = self._plan(inputs, as_list)
+            logits, pooled = captured if captured is not None else plan.capture(*inputs)
         batch, num_classes = logits.shape
         targets = check_classes(call, classes, batch, num_classes)
         chosen = logits.argmax(1)
@@ -187,20 +197,38 @@ class Analyzer:
         roots = torch.where(roots < 0, plan.total_ids, roots)
         layer_pooled = [pooled[i] for i in plan.pooled_index]
         tensors = self._layer_tensors(plan, logits.device, layer_pooled[0].dtype)
-        depth = backstep(tensors, layer_pooled, roots, plan.total_ids, threshold=threshold,
-                         max_depth=max_depth, top_k=top_k)
+        chosen_cpu = chosen.cpu()
+        others = contrast_classes(call, contrast, chosen_cpu.tolist(), logits)
+        if contrast is None:
+            found = backstep(tensors, layer_pooled, roots, plan.total_ids, threshold=threshold,
+                             max_depth=max_depth, top_k=top_k)
+            per_sample = [tuple(tensors)] * batch
+            depth_t, edges_t, visited_t = found.depth, found.edges, found.visited
+        else:
+            # each clip's root row is its own class difference: one back-step per clip
+            per_sample = [tuple(contrast_tensors(call, tensors, plan.output_sources,
+                                                 int(chosen_cpu[i]), others[i]))
+                          for i in range(batch)]
+            each = [backstep(list(per_sample[i]), [p[i: i + 1] for p in layer_pooled],
+                             roots[i: i + 1], plan.total_ids, threshold=threshold,
+                             max_depth=max_depth, top_k=top_k)
+                    for i in range(batch)]
+            depth_t = torch.cat([f.depth for f in each])
+            edges_t = torch.cat([f.edges for f in each])
+            visited_t = torch.cat([f.visited for f in each])
         # the one transfer to the host
-        depth = depth.cpu().numpy()
+        depth = depth_t.cpu().numpy()
+        edges, visited = edges_t.cpu().numpy(), visited_t.cpu().numpy()
         logits_cpu = logits.detach().float().cpu()
         probabilities = logits_cpu.softmax(1)
-        chosen_cpu = chosen.cpu()
         return [
             Pyramid(
                 target=int(chosen_cpu[i]), probability=float(probabilities[i, chosen_cpu[i]]),
                 logits=logits_cpu[i], threshold=threshold, max_depth=max_depth, top_k=top_k,
                 _plan=plan, _model=model, _depth=depth[i],
-                _pooled=tuple(p[i] for p in layer_pooled), _tensors=tuple(tensors),
-                _inputs=tuple(inputs), _sample=i,
+                _pooled=tuple(p[i] for p in layer_pooled), _tensors=per_sample[i],
+                _inputs=tuple(inputs), _sample=i, contrast=others[i],
+                _counted=(edges[i], visited[i]),
             )
             for i in range(batch)
         ]
@@ -229,7 +257,7 @@ def _cached_analyzer(model: Any, call: str) -> Analyzer:
 
 def analyze(model: nn.Module, clip: torch.Tensor | list[torch.Tensor], cls: int | None = None,
             *, threshold: float = 0.6, max_depth: int | None = None,
-            top_k: int | None = None) -> Pyramid:
+            top_k: int | None = None, contrast: int | str | None = None) -> Pyramid:
     """Find the class feature pyramid of one clip: the kernels, through the whole depth of the
     network, that carry the evidence for class ``cls``.
 
@@ -245,6 +273,11 @@ def analyze(model: nn.Module, clip: torch.Tensor | list[torch.Tensor], cls: int 
             normalised score is at least this.
         max_depth: back-steps to expand from the class; ``None`` goes down to the clip.
         top_k: keep at most this many passing channels per kernel.
+        contrast: ``None``; or another class index, or ``"runner-up"`` (the best class other
+            than ``cls``), for a contrastive pyramid: "why ``cls`` and not ``contrast``". The
+            root is scored with the classifier's row difference ``w_cls - w_contrast``
+            (softmax-neutral), the layers below are back-stepped as usual, and evidence maps
+            differentiate ``y_cls - y_contrast``; see :mod:`fxcfp._contrast`.
 
     Returns:
         The :class:`Pyramid`.
@@ -260,12 +293,13 @@ def analyze(model: nn.Module, clip: torch.Tensor | list[torch.Tensor], cls: int 
         >>> print(pyramid.summary())  # doctest: +SKIP
     """
     return _cached_analyzer(model, "fxcfp.analyze").analyze(
-        clip, cls, threshold=threshold, max_depth=max_depth, top_k=top_k)
+        clip, cls, threshold=threshold, max_depth=max_depth, top_k=top_k, contrast=contrast)
 
 
 def analyze_batch(model: nn.Module, clips: torch.Tensor | list[torch.Tensor],
                   classes: Any = None, *, threshold: float = 0.6, max_depth: int | None = None,
-                  top_k: int | None = None) -> list[Pyramid]:
+                  top_k: int | None = None, contrast: int | str | None = None
+                  ) -> list[Pyramid]:
     """Explain a batch of clips with one forward pass and one batched back-step.
 
     Args:
@@ -274,9 +308,11 @@ def analyze_batch(model: nn.Module, clips: torch.Tensor | list[torch.Tensor],
             one per pathway.
         classes: ``None`` (each clip's top class), one int for all, or one per clip.
         threshold, max_depth, top_k: as in :func:`analyze`.
+        contrast: as in :func:`analyze`, for every clip.
 
     Returns:
         One :class:`Pyramid` per clip.
     """
     return _cached_analyzer(model, "fxcfp.analyze_batch").analyze_batch(
-        clips, classes, threshold=threshold, max_depth=max_depth, top_k=top_k)
+        clips, classes, threshold=threshold, max_depth=max_depth, top_k=top_k,
+        contrast=contrast)
