@@ -12,7 +12,7 @@ takes ``gate=``), Grad-CAM, gradient x input, mean activation and random maps, a
 same tensor per layer and upsampled with fxcfp's own upsampling.
 
 Run: ``python benchmarks/faithfulness.py [--quick] [--clips 64] [--deletion-clips 16]
-[--no-demo] [--no-write]``; it prints the tables and writes them into ``benchmarks/RESULTS.md``
+[--retrain] [--no-demo] [--no-write]``; it prints the tables and writes them into ``benchmarks/RESULTS.md``
 (its own section). The trained model is cached (``$XDG_CACHE_HOME/fxcfp/eval``).
 """
 
@@ -211,6 +211,8 @@ def main() -> None:
                         help="of them, the clips deletion and insertion run on (default 16)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--retrain", action="store_true",
+                        help="train the model again (and time it) even when it is cached")
     parser.add_argument("--no-demo", action="store_true")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
@@ -220,7 +222,7 @@ def main() -> None:
     start = time.perf_counter()
 
     data, train = SyntheticConfig(), TrainConfig()
-    trained = train_model(data, train, cache_dir=args.cache_dir)
+    trained = train_model(data, train, cache_dir=args.cache_dir, retrain=args.retrain)
     test = held_out(data, train, count=clips)
     chosen = methods()
     kept = test.labels.tolist()

@@ -7,7 +7,13 @@ import torch
 from torch import nn
 
 import fxcfp
-from fxcfp.eval import cascading_randomization, class_sensitivity, compare, saliency_maps
+from fxcfp.eval import (
+    PyramidMethod,
+    cascading_randomization,
+    class_sensitivity,
+    compare,
+    saliency_maps,
+)
 from tests.models import assert_unchanged, snapshot
 
 
@@ -116,3 +122,29 @@ def test_unknown_methods_layers_and_metrics_are_named():
         saliency_maps(model, clip, layers=("c9",))
     with pytest.raises(fxcfp.InvalidArgumentError, match="unknown metric 'auc'"):
         compare(model, clip[None], metrics=("auc",))
+
+
+def test_the_classifier_is_drawn_on_its_pre_pool_tensor_where_grad_cam_is_cam():
+    model, clip = _tiny(), _clip()
+    maps = saliency_maps(model, clip, 2, methods=("gradcam", "evidence"), layers=("fc",),
+                         upsample=False)["fc"]
+    features = torch.relu(model.c2(torch.relu(model.c1(clip[None]))))[0].detach()
+    # CAM (Zhou et al., 2016): the class's weights over the channels of the pre-pool tensor;
+    # through a mean pool the gradient is that weight over the positions
+    cam = torch.relu(torch.tensordot(model.fc.weight[2].detach(), features, dims=1))
+    torch.testing.assert_close(maps["gradcam"], cam / features[0].numel())
+    assert maps["evidence"].shape == (4, 6, 6)
+    assert maps["evidence"].max() > 0  # the class level is never blank
+
+
+def test_a_pyramid_method_passes_its_options_to_analyze():
+    model, clip = _tiny(), _clip()
+    method = PyramidMethod("paper-all", "paper", (("threshold", 0.0),))
+    maps = saliency_maps(model, clip, 0, methods=("paper", method), layers=("c2",),
+                         upsample=False)["c2"]
+    expected = fxcfp.analyze(model, clip, 0, threshold=0.0).layer_map("c2")
+    torch.testing.assert_close(maps["paper-all"], expected)
+    assert not torch.equal(maps["paper"], maps["paper-all"])
+    with pytest.raises(fxcfp.InvalidArgumentError, match="named alike"):
+        compare(model, clip[None], methods=("paper", PyramidMethod("paper")),
+                metrics=("deletion",))

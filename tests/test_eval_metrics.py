@@ -13,7 +13,16 @@ from torch import nn
 import fxcfp
 import fxcfp.eval
 import fxcfp.eval.metrics as metrics
-from fxcfp.eval import bootstrap, deletion, energy_in_mask, insertion, pointing_game, spearman
+from fxcfp.eval import (
+    _compare,
+    baselines,
+    bootstrap,
+    deletion,
+    energy_in_mask,
+    insertion,
+    pointing_game,
+    spearman,
+)
 
 
 def _mask() -> torch.Tensor:
@@ -129,5 +138,5 @@ def test_bootstrap_interval_holds_the_mean_and_skips_undefined_values():
 
 
 def test_doctests():
-    for module in (metrics, fxcfp.eval):
+    for module in (metrics, fxcfp.eval, baselines, _compare):
         assert doctest.testmod(module).failed == 0

@@ -175,8 +175,8 @@ def saliency_maps(model: nn.Module, clip: torch.Tensor, cls: int | None = None, 
     for method in checked:
         if isinstance(method, PyramidMethod):
             if method.options not in pyramids:
-                pyramids[method.options] = fxcfp.analyze(model, inputs, cls, threshold=threshold,
-                                                         **dict(method.options))
+                options = {"threshold": threshold, **dict(method.options)}
+                pyramids[method.options] = fxcfp.analyze(model, inputs, cls, **options)
             chosen = pyramids[method.options]
             drawn = [n for n in names if n in {level.name for level in chosen.layers}]
             if drawn:
