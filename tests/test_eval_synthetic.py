@@ -90,3 +90,24 @@ def test_training_is_deterministic_and_cached(tmp_path):
 
 def test_doctests():
     assert doctest.testmod(synthetic).failed == 0
+
+
+def test_the_analysis_does_not_import_the_evaluation():
+    import ast
+    from pathlib import Path
+
+    package = Path(synthetic.__file__).resolve().parents[1]
+    for path in package.rglob("*.py"):
+        if "eval" in path.relative_to(package).parts[:1]:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [alias.name for alias in node.names]
+                relative = node.level > 0
+            elif isinstance(node, ast.Import):
+                names, relative = [alias.name for alias in node.names], False
+            else:
+                continue
+            for name in names:
+                assert not name.startswith("fxcfp.eval"), f"{path} imports {name}"
+                assert not (relative and name.split(".")[0] == "eval"), f"{path} imports eval"

@@ -103,16 +103,16 @@ def baseline_map(method: str, recorded: Recorded, node: str, dim: int, cls: int,
     """One baseline's map at ``node`` (its positions' shape, not upsampled)."""
     activation = _channels_first(recorded.activations[node], dim)
     if method == "activation":
-        return activation.mean(0).float()
+        return activation.mean(0).float().cpu()
     if method == "random":
         generator = torch.Generator().manual_seed(seed)
         return torch.rand(activation.shape[1:], generator=generator)
     gradient = _channels_first(recorded.gradients(cls)[node], dim)
     if method == "gradcam":
         weights = gradient.reshape(gradient.shape[0], -1).mean(1)
-        return torch.relu(torch.tensordot(weights, activation, dims=1)).float()
+        return torch.relu(torch.tensordot(weights, activation, dims=1)).float().cpu()
     if method == "grad_x_input":
-        return torch.relu((gradient * activation).sum(0)).float()
+        return torch.relu((gradient * activation).sum(0)).float().cpu()
     raise InvalidArgumentError(f"fxcfp.eval: unknown method {method!r}; choose from "
                                f"{', '.join(PYRAMID_METHODS + BASELINES)}")
 
