@@ -30,7 +30,14 @@ __all__ = ["LayerInfo", "Plan", "build_plan", "plan_and_capture"]
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """One weighted layer as the back-step and the result see it."""
+    """One weighted layer as the back-step and the result see it.
+
+    ``map_node`` is the FX node of ``traced.gm`` whose output the layer's maps are drawn on, and
+    ``map_channel_dim`` its channel dim: ``input_node`` and :attr:`channel_dim` for a layer whose
+    input has a location; for one without (a classifier after global pooling), the pre-pool
+    tensor whose channels are its input's channels one-to-one through weight-free ops, where
+    there is one (SPEC "Maps of a layer without location"; :mod:`fxcfp.passes.map_nodes`).
+    """
 
     name: str
     kind: Literal["conv", "linear"]
@@ -45,6 +52,8 @@ class LayerInfo:
     pathway: int
     input_shape: tuple[int, ...]
     sources: torch.Tensor  # in_channels x K global ids, -1 padding (cpu)
+    map_node: str
+    map_channel_dim: int
     # some producer feeds several input channels (a flatten): edges need de-duplicating
     shared_sources: bool = False
 
@@ -223,6 +232,7 @@ def plan_and_capture(traced: Traced, inputs: list[torch.Tensor], model: torch.nn
             groups=layer.groups, in_channels=layer.in_channels,
             out_channels=layer.out_channels, first_id=cmap.first_id, pathway=cmap.pathway,
             input_shape=cmap.input_shape, sources=cmap.sources,
+            map_node=cmap.map_node, map_channel_dim=cmap.map_channel_dim,
             shared_sources=_shared(cmap.sources),
         ))
     if not layers:

@@ -11,6 +11,7 @@ from torch import fx
 
 from .._errors import ModelCallError, UnsupportedModelError, UnsupportedOpError
 from .labels import NONE, new_label
+from .map_nodes import find_map_node
 from .rules import NotExplainableError, RuleCall, RuleError, lookup_rule
 from .weighted_layers import WEIGHTED_LAYER, WeightedLayer
 
@@ -32,12 +33,17 @@ class ChannelMap:
         pathway: the model input this layer belongs to (the one it is fewest weighted layers
             away from); maps are drawn over that input.
         input_shape: shape of the activation the layer reads, batch dim included.
+        map_node: the node whose output the layer's maps are drawn on: its input, or for an
+            input without location the pre-pool tensor (see :mod:`fxcfp.passes.map_nodes`).
+        map_channel_dim: the channel dim of ``map_node``'s output.
     """
 
     sources: torch.Tensor
     first_id: int
     pathway: int
     input_shape: tuple[int, ...]
+    map_node: str
+    map_channel_dim: int
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,9 @@ class _LabelInterpreter(fx.Interpreter):
         self.hops: dict[fx.Node, dict[int, int]] = {}
         self.next_id = 0
         self.inputs: list[tuple[int, int]] = []
+        self.input_ranks: list[int] = []
+        # output shapes, for finding where maps of a layer without location are drawn
+        self.shapes: dict[fx.Node, tuple[int, ...]] = {}
 
     def _ids(self, count: int) -> torch.Tensor:
         ids = torch.arange(self.next_id, self.next_id + count)
@@ -165,6 +174,8 @@ class _LabelInterpreter(fx.Interpreter):
                 ". Hint: check the clip's shape against what the model was built for."
             ) from err
         self.hops[n] = self._hops_of(n)
+        if isinstance(value, torch.Tensor):
+            self.shapes[n] = tuple(value.shape)
         if n.op == "placeholder":
             if isinstance(value, torch.Tensor):
                 if value.dim() < 2:
@@ -173,6 +184,7 @@ class _LabelInterpreter(fx.Interpreter):
                         "inputs must be N x C x ... tensors"
                     )
                 self.inputs.append((self.next_id, value.shape[1]))
+                self.input_ranks.append(value.dim())
                 self.labels[n] = new_label(self._ids(value.shape[1]), value.dim(), 1)
                 self.hops[n] = {len(self.inputs) - 1: 0}
             return value
@@ -232,11 +244,15 @@ class _LabelInterpreter(fx.Interpreter):
         node_hops = self.hops[n]
         pathway = min(node_hops, key=lambda p: (node_hops[p], p)) if node_hops else 0
         self.hops[n] = {p: h + 1 for p, h in node_hops.items()}
+        map_node, map_dim = find_map_node(self._input_node(n, layer), dim, self.labels,
+                                          self.shapes, self.input_ranks[pathway])
         n.meta[CHANNEL_MAP] = ChannelMap(
             sources=_per_channel(label, source.shape, dim),
             first_id=self.next_id,
             pathway=pathway,
             input_shape=tuple(source.shape),
+            map_node=map_node,
+            map_channel_dim=map_dim,
         )
         out_dim = 1 if layer.kind == "conv" else value.dim() - 1
         self.labels[n] = new_label(self._ids(layer.out_channels), value.dim(), out_dim)
