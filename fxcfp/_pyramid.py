@@ -12,6 +12,7 @@ import networkx as nx
 import numpy as np
 import torch
 
+from . import _fused
 from ._backstep import UNREACHED, LayerTensors, gate, normalised
 from ._errors import GraphTooLargeError, InvalidArgumentError
 from ._evidence import record_evidence
@@ -192,10 +193,14 @@ class Pyramid:
             return 0
         pooled, tensors = self._pooled[index], self._tensors[index]
         rows_t = torch.from_numpy(rows).to(pooled.device)
-        passed = gate(pooled[None], tensors, self.threshold, self.top_k, rows_t)[3][0]
         members = tensors.members
         if members is None:  # a layer tensor made without counts
             members = (self._plan.layers[index].sources >= 0).sum(1).to(pooled.device)
+        extension = _fused.extension()
+        if extension is not None and _fused.usable(tensors, pooled, self.top_k):
+            return int(extension.count_rows(pooled.contiguous(), tensors.weight.contiguous(),
+                                            rows_t, self.threshold, members.to(torch.int32)))
+        passed = gate(pooled[None], tensors, self.threshold, self.top_k, rows_t)[3][0]
         if tensors.group_of_kernel is None:
             per_pair = members[None]
         else:  # a grouped kernel's passing channel c is channel c of its own group
