@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -14,6 +13,7 @@ import torch
 
 from ._backstep import UNREACHED, LayerTensors, gate, normalised
 from ._errors import GraphTooLargeError, InvalidArgumentError
+from ._files import atomic_write, dump_json
 from ._maps import temporal_profile, upsample
 
 if TYPE_CHECKING:
@@ -258,14 +258,15 @@ class Pyramid:
         return graph
 
     def to_graphml(self, path: str | os.PathLike[str]) -> None:
-        """Write :attr:`graph` as GraphML."""
-        nx.write_graphml(self.graph, os.fspath(path))
+        """Write :attr:`graph` as GraphML, atomically (a failed write leaves no partial file)."""
+        graph = self.graph
+        with atomic_write(path, binary=True) as file:
+            nx.write_graphml(graph, file)
 
     def to_json(self, path: str | os.PathLike[str]) -> None:
-        """Write :attr:`graph` as node-link JSON (``nodes``, ``edges``, ``graph`` attributes)."""
-        data = nx.node_link_data(self.graph, edges="edges")
-        with open(path, "w", encoding="utf-8") as file:
-            json.dump(data, file, indent=1)
+        """Write :attr:`graph` as strict node-link JSON (``nodes``, ``edges``, ``graph``
+        attributes; no ``NaN``), atomically."""
+        dump_json(nx.node_link_data(self.graph, edges="edges"), path)
 
     def summary(self) -> str:
         """A text table: per layer, kernels selected of total, and edges."""
