@@ -262,7 +262,7 @@ class Analyzer:
                 self._tensors[key] = cached
         return cached[1]
 
-    def _check_hooks(self, call: str, model: nn.Module, plan: Plan) -> None:
+    def _check_hooks(self, call: str, model: nn.Module, plan: Plan | None) -> None:
         """Refuse the hooks fxcfp cannot run where ``model(clip)`` runs them: hooks of a module
         whose forward the trace inlined (a container, or any submodule on the export path) and
         global module hooks. The model's own hooks run around the graph; a leaf module's hooks
@@ -275,7 +275,8 @@ class Analyzer:
                 "register_module_forward_hook / _pre_hook); they run for every module call, and "
                 "fxcfp's traced graph calls only the leaf modules, so they cannot run as in "
                 "model(clip). Hint: remove them while analysing (handle.remove())")
-        leaves = self._leaves.get(id(plan), ())
+        leaves = () if plan is None else self._leaves.get(id(plan), ())
+        exported = plan is None or plan.traced.method == "export"
         found = []
         for name, module in unwrap(model).named_modules():
             if not name or not any(getattr(module, attr) for attr in _HOOKS):
@@ -286,8 +287,7 @@ class Analyzer:
                      if getattr(module, attr)]
             found.append(f"{name!r} ({type(module).__name__}: {' and '.join(kinds)})")
         if found:
-            path = ("torch.export inlines every submodule" if plan.traced.method == "export"
-                    else "torch.fx inlines the forward of these container modules")
+            path = ("torch.export inlines every submodule" if exported else "torch.fx inlines the forward of these container modules")
             raise UnsupportedModelError(
                 f"{call}: cannot run the hooks of {', '.join(found[:6])}"
                 f"{' ...' if len(found) > 6 else ''} as model(clip) runs them: {path} into the "
@@ -346,6 +346,8 @@ class Analyzer:
             # fxcfp's own copy of the clip: the caller may refill its buffer, the model may
             # edit its input; neither reaches the pyramid
             inputs = _root_pre_hooks(view, _copies(inputs), as_list, call)
+            if as_list or self._trace == "export" or self._export_only:
+                self._check_hooks(call, model, None)  # before tracing: export inlines them all
             plan = self._plan(view, inputs, as_list)
             self._check_hooks(call, model, plan)
             logits, pooled = self._capture(call, plan, view, inputs)
