@@ -18,6 +18,7 @@ from ._errors import (
     ModelCallError,
     UnsupportedModelError,
     UnsupportedOpError,
+    UntraceableModelError,
     describe_model_error,
 )
 from ._plan import Plan, build_plan, record_activations
@@ -140,12 +141,28 @@ class Analyzer:
     Args:
         model: any ``nn.Module`` returning ``N x classes`` logits. It is never changed: its
             parameters, buffers, ``training`` flags, ``requires_grad`` and hooks are the same
-            after every call, also one that raises. Weights are read live, so an Analyzer keeps
-            explaining the model as it is trained further.
+            after every call, also one that raises. fxcfp traces and runs an eval-mode *view*
+            of it (:mod:`fxcfp._view`: the same tensors and hooks, its own flags), so weights
+            are read live and an Analyzer keeps explaining the model as it is trained further;
+            a replaced module or tensor makes it trace again.
+            A ``torch.compile`` wrapper is explained as the module it wraps.
         leaf_modules: module classes symbolic tracing must not enter (for data-dependent
             control flow); each needs a rule, see :func:`fxcfp.register_channel_rule`.
         concrete_args: arguments of ``forward`` to fix while tracing (torch.fx).
         trace: ``"auto"`` (torch.fx, then torch.export), ``"fx"`` or ``"export"``.
+
+    Threads: calls from several threads at once (on one Analyzer, one model or many) give the
+    sequential results. Tracing takes a process-wide lock (symbolic tracing patches
+    ``nn.Module.__call__`` for the whole process, and fxcfp's tracer passes other threads'
+    module calls straight through while it does); the forward passes run in parallel.
+
+    Hooks run as in ``model(clip)``: the model's own forward pre-hooks and hooks around the traced
+    graph (a forward hook must keep the output's shape: class ``c`` stays rooted at the
+    classifier's kernel ``c``), a leaf module's (a Conv, Linear, BatchNorm...) inside the graph,
+    once per call; each map forward (:meth:`Pyramid.prefetch_maps`) runs the leaf hooks once more.
+    Hooks of a container module, whose forward the trace inlines (every submodule on the
+    torch.export path), and global module hooks cannot run where a plain call runs them: such a
+    call is refused with an :class:`~fxcfp.UnsupportedModelError` naming them.
 
     Example:
         >>> import torch, torchvision, fxcfp
@@ -197,7 +214,8 @@ class Analyzer:
 
     # --- plans -----------------------------------------------------------------------------
 
-    def _plan(self, view: nn.Module, inputs: list[torch.Tensor], as_list: bool) -> Plan:
+    def _plan(self, view: nn.Module, inputs: list[torch.Tensor], as_list: bool,
+              call: str = "fxcfp.analyze") -> Plan:
         kind = "export" if (as_list or self._trace == "export" or self._export_only) else "fx"
         # symbolic tracing is shape-agnostic (flatten sizes still make channel maps per shape,
         # not per batch size); torch.export's graph is specialised to every dimension
@@ -211,17 +229,27 @@ class Analyzer:
         with self._lock:
             plan = self._plans.get(key)
             if plan is None:
-                plan = self._build(view, inputs, as_list, kind, key, export_key)
+                plan = self._build(view, inputs, as_list, kind, key, export_key, call)
         _trim_heap()  # the first call of a shape is where big graphs come and go
         return plan
 
     def _build(self, view: nn.Module, inputs: list[torch.Tensor], as_list: bool, kind: str,
-               key: tuple[Any, ...], export_key: tuple[Any, ...]) -> Plan:
+               key: tuple[Any, ...], export_key: tuple[Any, ...], call: str) -> Plan:
         call_args = [inputs] if as_list else inputs
         traced = self._fx if kind == "fx" else None
+        # torch.export would run submodule hooks on fake tensors before fxcfp could refuse them
+        hooked = self._trace == "auto" and any(
+            getattr(module, attr) for name, module in view.named_modules() if name
+            for attr in _HOOKS)
         if traced is None:
-            traced = trace_model(view, call_args, leaf_modules=self._leaf_modules,
-                                 concrete_args=self._concrete_args, method=self._trace)
+            try:
+                traced = trace_model(view, call_args, leaf_modules=self._leaf_modules,
+                                     concrete_args=self._concrete_args,
+                                     method="fx" if hooked and kind == "fx" else self._trace)
+            except UntraceableModelError:
+                if hooked:
+                    self._check_hooks(call, view, None)
+                raise
         if traced.method == "fx":
             self._fx = traced
             sample = [x[:1] for x in inputs]  # channel maps do not depend on the batch size
@@ -235,6 +263,8 @@ class Analyzer:
                 raise
             # symbolic tracing kept a plain-Python helper opaque (torchvision's fx-wrapped
             # functions); torch.export traces through it, from now on for every shape
+            if hooked:
+                self._check_hooks(call, view, None)
             self._export_only = True
             traced = trace_model(view, call_args, leaf_modules=self._leaf_modules,
                                  method="export")
@@ -348,7 +378,7 @@ class Analyzer:
             inputs = _root_pre_hooks(view, _copies(inputs), as_list, call)
             if as_list or self._trace == "export" or self._export_only:
                 self._check_hooks(call, model, None)  # before tracing: export inlines them all
-            plan = self._plan(view, inputs, as_list)
+            plan = self._plan(view, inputs, as_list, call)
             self._check_hooks(call, model, plan)
             logits, pooled = self._capture(call, plan, view, inputs)
             logits = _root_hooks(view, inputs, as_list, logits, call)
@@ -426,10 +456,15 @@ def analyze(model: nn.Module, clip: torch.Tensor | list[torch.Tensor], cls: int 
     Args:
         model: a classifier returning ``N x classes`` logits (or probabilities). Any
             architecture torch.fx or torch.export can trace; it is analysed in eval mode and
-            left exactly as it was.
+            left exactly as it was (see :class:`Analyzer` for hooks and threads).
+            Parametrised and pruned layers (``weight_norm``, ``spectral_norm``,
+            ``torch.nn.utils.parametrize``, ``torch.nn.utils.prune``) are explained with the
+            weight they use on the call; spectral normalisation runs no power iteration.
         clip: ``C x T x H x W`` or ``1 x C x T x H x W`` (or ``C x H x W`` for an image CNN);
             for a multi-input model (SlowFast) a list with one such tensor per pathway, passed
-            to the model as one list.
+            to the model as one list. fxcfp works on its own copy: the caller's tensor is never
+            changed (also by a model that edits its input in place, which edits fxcfp's copy
+            once per forward), and refilling it later does not change the pyramid.
         cls: the class to explain; ``None`` explains the top class.
         threshold: the gate (SPEC eq. 2): a channel passes when its per-kernel min-max
             normalised score is at least this.
@@ -440,8 +475,9 @@ def analyze(model: nn.Module, clip: torch.Tensor | list[torch.Tensor], cls: int 
         The :class:`Pyramid`.
 
     Raises:
-        FxcfpError: a subclass naming the problem, for bad input, an untraceable model or an
-            op without a channel rule.
+        FxcfpError: a subclass naming the problem, for bad input, an untraceable model, an
+            op without a channel rule, an error of the model itself (``ModelCallError``,
+            with what it raised), non-finite logits, or hooks it cannot run.
 
     Example:
         >>> import torch, torchvision, fxcfp

@@ -72,5 +72,9 @@ def eval_view(model: nn.Module) -> nn.Module:
 def fingerprint(model: nn.Module) -> tuple[int, ...]:
     """Identities of the module tree and of its tensors: changes when a module, a parameter or a
     buffer is replaced (not when one is updated in place), so a view can be rebuilt."""
-    return (tuple(id(m) for m in model.modules()) + tuple(id(p) for p in model.parameters())
-            + tuple(id(b) for b in model.buffers()))
+    ids: list[int] = []
+    for module in model.modules():  # one walk: this runs on every call
+        ids.append(id(module))
+        ids.extend(map(id, module._parameters.values()))
+        ids.extend(map(id, module._buffers.values()))
+    return tuple(ids)

@@ -128,3 +128,14 @@ def test_hooks_on_an_export_path_model_are_refused_by_name():
     model.slow.register_forward_hook(lambda *args: None)
     with pytest.raises(fxcfp.UnsupportedModelError, match="'slow' .*torch.export inlines"):
         fxcfp.analyze(model, [torch.randn(3, 2, 4, 4), torch.randn(3, 4, 4, 4)])
+
+
+def test_hooks_of_a_model_that_needs_torch_export_never_see_its_fake_tensors():
+    from tests.test_trace import ShapeBranch
+
+    model = ShapeBranch()  # symbolic tracing fails on its shape branch; torch.export does not
+    seen: list[type] = []
+    model.conv.register_forward_hook(lambda module, args, out: seen.append(type(out)))
+    with pytest.raises(fxcfp.UnsupportedModelError, match="'conv' .*torch.export inlines"):
+        fxcfp.analyze(model, torch.randn(3, 4, 6, 6))
+    assert seen == []
