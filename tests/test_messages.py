@@ -234,3 +234,15 @@ def test_exports_are_strict_and_atomic(tmp_path, monkeypatch):
     # the old files are whole, no new or temporary file is left
     assert {p.name for p in tmp_path.iterdir()} == set(whole)
     assert all((tmp_path / name).read_bytes() == content for name, content in whole.items())
+
+
+@pytest.mark.slow
+def test_torchvision_efficientnet_b0_on_the_export_path():
+    """Its stochastic depth is an fx-wrapped helper: export traces it, with in-place dropout."""
+    torch.manual_seed(0)
+    model = torchvision.models.efficientnet_b0(num_classes=10).train()
+    snap = snapshot(model)
+    pyramid = fxcfp.analyze(model, torch.randn(3, 32, 32), threshold=0.0)
+    assert pyramid._plan.traced.method == "export"
+    assert len(pyramid.layers) == 82  # every weighted layer reaches the class at threshold 0
+    assert_unchanged(model, snap)
