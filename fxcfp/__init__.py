@@ -27,6 +27,7 @@ from ._errors import (
     UnsupportedOpError,
     UntraceableModelError,
 )
+from ._io import PyramidFileError, SavedPyramid, load_pyramid
 from ._pyramid import LayerSelection, Pyramid
 from .passes.rules import RuleCall, register_channel_rule
 
@@ -41,12 +42,15 @@ __all__ = [
     "LayerSelection",
     "ModelCallError",
     "Pyramid",
+    "PyramidFileError",
     "RuleCall",
+    "SavedPyramid",
     "UnsupportedModelError",
     "UnsupportedOpError",
     "UntraceableModelError",
     "analyze",
     "analyze_batch",
+    "load_pyramid",
     "register_channel_rule",
 ]
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import sys
 import threading
 import weakref
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import torch
@@ -13,6 +15,7 @@ from torch import nn
 
 from ._backstep import LayerTensors, backstep
 from ._checks import check_classes, check_model, check_options, prepare_inputs
+from ._contrast import check_contrast, contrast_classes, contrast_tensors
 from ._errors import (
     FxcfpError,
     ModelCallError,
@@ -21,7 +24,7 @@ from ._errors import (
     UntraceableModelError,
     describe_model_error,
 )
-from ._plan import Plan, build_plan, record_activations
+from ._plan import Plan, plan_and_capture, record_activations
 from ._pyramid import Pyramid
 from ._trace import Traced, failing_module, trace_model
 from ._view import eval_view, fingerprint, unwrap
@@ -31,6 +34,14 @@ __all__ = ["Analyzer", "analyze", "analyze_batch"]
 
 
 _HOOKS = ("_forward_pre_hooks", "_forward_hooks")
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """No gradients for the block. The model's ``training`` flags are left alone: fxcfp runs an
+    eval-mode view of it (:mod:`fxcfp._view`), so nothing needs flipping, and nothing races."""
+    with torch.no_grad():
+        yield
 
 
 def _trim_heap() -> None:
@@ -159,7 +170,9 @@ class Analyzer:
     Hooks run as in ``model(clip)``: the model's own forward pre-hooks and hooks around the traced
     graph (a forward hook must keep the output's shape: class ``c`` stays rooted at the
     classifier's kernel ``c``), a leaf module's (a Conv, Linear, BatchNorm...) inside the graph,
-    once per call; each map forward (:meth:`Pyramid.prefetch_maps`) runs the leaf hooks once more.
+    once per call (the first call's channel-map pass is its forward; only the first
+    ``analyze_batch`` of a shape on the torch.fx path runs them twice, once on one clip to map the
+    channels); each map forward (:meth:`Pyramid.prefetch_maps`) runs the leaf hooks once more.
     Hooks of a container module, whose forward the trace inlines (every submodule on the
     torch.export path), and global module hooks cannot run where a plain call runs them: such a
     call is refused with an :class:`~fxcfp.UnsupportedModelError` naming them.
@@ -214,8 +227,15 @@ class Analyzer:
 
     # --- plans -----------------------------------------------------------------------------
 
-    def _plan(self, view: nn.Module, inputs: list[torch.Tensor], as_list: bool,
-              call: str = "fxcfp.analyze") -> Plan:
+    def _plan(self, inputs: list[torch.Tensor], as_list: bool
+              ) -> tuple[Plan, tuple[Any, tuple[torch.Tensor, ...]] | None]:
+        """The plan for ``inputs``, and when it was built on them just now, what its capture
+        returns for them (the channel-map pass ran the model on them already)."""
+        return self._plan_for(self._eval_model(self.model), inputs, as_list)
+
+    def _plan_for(self, view: nn.Module, inputs: list[torch.Tensor], as_list: bool,
+                  call: str = "fxcfp.analyze"
+                  ) -> tuple[Plan, tuple[Any, tuple[torch.Tensor, ...]] | None]:
         kind = "export" if (as_list or self._trace == "export" or self._export_only) else "fx"
         # symbolic tracing is shape-agnostic (flatten sizes still make channel maps per shape,
         # not per batch size); torch.export's graph is specialised to every dimension
@@ -225,16 +245,18 @@ class Analyzer:
             (tuple(x.shape[1:]), x.dtype, x.device) for x in inputs)
         plan = self._plans.get(key)
         if plan is not None:
-            return plan
+            return plan, None
         with self._lock:
             plan = self._plans.get(key)
-            if plan is None:
-                plan = self._build(view, inputs, as_list, kind, key, export_key, call)
+            if plan is not None:  # another thread built it meanwhile
+                return plan, None
+            plan, captured = self._build(view, inputs, as_list, kind, key, export_key, call)
         _trim_heap()  # the first call of a shape is where big graphs come and go
-        return plan
+        return plan, captured
 
     def _build(self, view: nn.Module, inputs: list[torch.Tensor], as_list: bool, kind: str,
-               key: tuple[Any, ...], export_key: tuple[Any, ...], call: str) -> Plan:
+               key: tuple[Any, ...], export_key: tuple[Any, ...], call: str
+               ) -> tuple[Plan, tuple[Any, tuple[torch.Tensor, ...]] | None]:
         call_args = [inputs] if as_list else inputs
         traced = self._fx if kind == "fx" else None
         # torch.export would run submodule hooks on fake tensors before fxcfp could refuse them
@@ -257,7 +279,7 @@ class Analyzer:
             sample = inputs
         try:
             # a copy: a model that edits its input in place edits fxcfp's copy, once per run
-            plan = build_plan(traced, _copies(sample), view)
+            plan, captured = plan_and_capture(traced, _copies(sample), view)
         except (UnsupportedOpError, UnsupportedModelError) as err:
             if not (traced.method == "fx" and self._trace == "auto" and _opaque(err)):
                 raise
@@ -268,7 +290,8 @@ class Analyzer:
             self._export_only = True
             traced = trace_model(view, call_args, leaf_modules=self._leaf_modules,
                                  method="export")
-            plan = build_plan(traced, _copies(inputs), view)
+            plan, captured = plan_and_capture(traced, _copies(inputs), view)
+            sample = inputs
         if traced.method == "export" and kind == "fx":
             self._export_only = True  # fx failed for this model: later calls go to export directly
             key = export_key
@@ -276,7 +299,8 @@ class Analyzer:
         self._leaves[id(plan)] = tuple(sorted(
             {str(n.target) for n in gm.graph.nodes if n.op == "call_module"}))
         self._plans[key] = plan
-        return plan
+        whole = all(s.shape == x.shape for s, x in zip(sample, inputs, strict=True))
+        return plan, captured if whole else None
 
     def _layer_tensors(self, plan: Plan, device: torch.device, dtype: torch.dtype
                        ) -> list[LayerTensors]:
@@ -340,19 +364,22 @@ class Analyzer:
 
     def analyze(self, clip: torch.Tensor | list[torch.Tensor], cls: int | None = None, *,
                 threshold: float = 0.6, max_depth: int | None = None,
-                top_k: int | None = None) -> Pyramid:
+                top_k: int | None = None, contrast: int | str | None = None) -> Pyramid:
         """Explain one clip: see :func:`fxcfp.analyze`."""
         options = check_options("fxcfp.analyze", threshold, max_depth, top_k)
+        other = check_contrast("fxcfp.analyze", contrast)
         inputs, as_list = prepare_inputs("fxcfp.analyze", self.model, clip, batched=False)
-        return self._run("fxcfp.analyze", inputs, as_list, cls, options)[0]
+        return self._run("fxcfp.analyze", inputs, as_list, cls, options, other)[0]
 
     def analyze_batch(self, clips: torch.Tensor | list[torch.Tensor], classes: Any = None, *,
                       threshold: float = 0.6, max_depth: int | None = None,
-                      top_k: int | None = None) -> list[Pyramid]:
+                      top_k: int | None = None, contrast: int | str | None = None
+                      ) -> list[Pyramid]:
         """Explain a batch of clips with one forward pass: see :func:`fxcfp.analyze_batch`."""
         options = check_options("fxcfp.analyze_batch", threshold, max_depth, top_k)
+        other = check_contrast("fxcfp.analyze_batch", contrast)
         inputs, as_list = prepare_inputs("fxcfp.analyze_batch", self.model, clips, batched=True)
-        return self._run("fxcfp.analyze_batch", inputs, as_list, classes, options)
+        return self._run("fxcfp.analyze_batch", inputs, as_list, classes, options, other)
 
     def _capture(self, call: str, plan: Plan, view: nn.Module, inputs: list[torch.Tensor]
                  ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
@@ -368,7 +395,8 @@ class Analyzer:
             ) from err
 
     def _run(self, call: str, inputs: list[torch.Tensor], as_list: bool, classes: Any,
-             options: tuple[float, int | None, int | None]) -> list[Pyramid]:
+             options: tuple[float, int | None, int | None],
+             contrast: int | str | None = None) -> list[Pyramid]:
         threshold, max_depth, top_k = options
         model = self.model
         view = self._eval_model(model)
@@ -378,9 +406,10 @@ class Analyzer:
             inputs = _root_pre_hooks(view, _copies(inputs), as_list, call)
             if as_list or self._trace == "export" or self._export_only:
                 self._check_hooks(call, model, None)  # before tracing: export inlines them all
-            plan = self._plan(view, inputs, as_list, call)
+            plan, captured = self._plan_for(view, inputs, as_list, call)
             self._check_hooks(call, model, plan)
-            logits, pooled = self._capture(call, plan, view, inputs)
+            logits, pooled = (captured if captured is not None
+                              else self._capture(call, plan, view, inputs))
             logits = _root_hooks(view, inputs, as_list, logits, call)
         _check_finite(call, logits)
         batch, num_classes = logits.shape
@@ -394,20 +423,38 @@ class Analyzer:
         roots = torch.where(roots < 0, plan.total_ids, roots)
         layer_pooled = [pooled[i] for i in plan.pooled_index]
         tensors = self._layer_tensors(plan, logits.device, layer_pooled[0].dtype)
-        depth = backstep(tensors, layer_pooled, roots, plan.total_ids, threshold=threshold,
-                         max_depth=max_depth, top_k=top_k)
-        # the one transfer to the host
-        depth = depth.cpu().numpy()
-        logits_cpu = logits.detach().float().cpu()
         chosen_cpu = chosen.cpu()
+        others = contrast_classes(call, contrast, chosen_cpu.tolist(), logits)
+        if contrast is None:
+            found = backstep(tensors, layer_pooled, roots, plan.total_ids, threshold=threshold,
+                             max_depth=max_depth, top_k=top_k)
+            per_sample = [tuple(tensors)] * batch
+            depth_t, edges_t, visited_t = found.depth, found.edges, found.visited
+        else:
+            # each clip's root row is its own class difference: one back-step per clip
+            per_sample = [tuple(contrast_tensors(call, tensors, plan.output_sources,
+                                                 int(chosen_cpu[i]), others[i]))
+                          for i in range(batch)]
+            each = [backstep(list(per_sample[i]), [p[i: i + 1] for p in layer_pooled],
+                             roots[i: i + 1], plan.total_ids, threshold=threshold,
+                             max_depth=max_depth, top_k=top_k)
+                    for i in range(batch)]
+            depth_t = torch.cat([f.depth for f in each])
+            edges_t = torch.cat([f.edges for f in each])
+            visited_t = torch.cat([f.visited for f in each])
+        # the one transfer to the host
+        depth = depth_t.cpu().numpy()
+        edges, visited = edges_t.cpu().numpy(), visited_t.cpu().numpy()
+        logits_cpu = logits.detach().float().cpu()
         probabilities = _probabilities(logits_cpu, plan, view)
         return [
             Pyramid(
                 target=int(chosen_cpu[i]), probability=float(probabilities[i, chosen_cpu[i]]),
                 logits=logits_cpu[i], threshold=threshold, max_depth=max_depth, top_k=top_k,
                 _plan=plan, _model=model, _depth=depth[i],
-                _pooled=tuple(p[i] for p in layer_pooled), _tensors=tuple(tensors),
-                _inputs=tuple(inputs), _sample=i,
+                _pooled=tuple(p[i] for p in layer_pooled), _tensors=per_sample[i],
+                _inputs=tuple(inputs), _sample=i, contrast=others[i],
+                _counted=(edges[i], visited[i]),
             )
             for i in range(batch)
         ]
@@ -449,7 +496,7 @@ def _cached_analyzer(model: Any, call: str) -> Analyzer:
 
 def analyze(model: nn.Module, clip: torch.Tensor | list[torch.Tensor], cls: int | None = None,
             *, threshold: float = 0.6, max_depth: int | None = None,
-            top_k: int | None = None) -> Pyramid:
+            top_k: int | None = None, contrast: int | str | None = None) -> Pyramid:
     """Find the class feature pyramid of one clip: the kernels, through the whole depth of the
     network, that carry the evidence for class ``cls``.
 
@@ -470,6 +517,11 @@ def analyze(model: nn.Module, clip: torch.Tensor | list[torch.Tensor], cls: int 
             normalised score is at least this.
         max_depth: back-steps to expand from the class; ``None`` goes down to the clip.
         top_k: keep at most this many passing channels per kernel.
+        contrast: ``None``; or another class index, or ``"runner-up"`` (the best class other
+            than ``cls``), for a contrastive pyramid: "why ``cls`` and not ``contrast``". The
+            root is scored with the classifier's row difference ``w_cls - w_contrast``
+            (softmax-neutral), the layers below are back-stepped as usual, and evidence maps
+            differentiate ``y_cls - y_contrast``; see :mod:`fxcfp._contrast`.
 
     Returns:
         The :class:`Pyramid`.
@@ -486,12 +538,13 @@ def analyze(model: nn.Module, clip: torch.Tensor | list[torch.Tensor], cls: int 
         >>> print(pyramid.summary())  # doctest: +SKIP
     """
     return _cached_analyzer(model, "fxcfp.analyze").analyze(
-        clip, cls, threshold=threshold, max_depth=max_depth, top_k=top_k)
+        clip, cls, threshold=threshold, max_depth=max_depth, top_k=top_k, contrast=contrast)
 
 
 def analyze_batch(model: nn.Module, clips: torch.Tensor | list[torch.Tensor],
                   classes: Any = None, *, threshold: float = 0.6, max_depth: int | None = None,
-                  top_k: int | None = None) -> list[Pyramid]:
+                  top_k: int | None = None, contrast: int | str | None = None
+                  ) -> list[Pyramid]:
     """Explain a batch of clips with one forward pass and one batched back-step.
 
     Args:
@@ -500,9 +553,11 @@ def analyze_batch(model: nn.Module, clips: torch.Tensor | list[torch.Tensor],
             one per pathway.
         classes: ``None`` (each clip's top class), one int for all, or one per clip.
         threshold, max_depth, top_k: as in :func:`analyze`.
+        contrast: as in :func:`analyze`, for every clip.
 
     Returns:
         One :class:`Pyramid` per clip.
     """
     return _cached_analyzer(model, "fxcfp.analyze_batch").analyze_batch(
-        clips, classes, threshold=threshold, max_depth=max_depth, top_k=top_k)
+        clips, classes, threshold=threshold, max_depth=max_depth, top_k=top_k,
+        contrast=contrast)

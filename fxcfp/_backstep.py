@@ -3,10 +3,20 @@
 The whole class dependency graph is determined by one number per kernel: its depth, the fewest
 back-steps from the root. Layers are visited in reverse topological order, so when a layer is
 reached every kernel that can select its kernels has been visited and their depths are final.
-One layer is a handful of dense tensor operations over all its kernels at once (a kernel that is
-not selected, or too deep to expand, is masked rather than removed, so shapes stay static and
-nothing waits for the host). The edges are not kept: they follow from the depths, and
-:func:`gate` recomputes them for the selected kernels only when the graph is asked for.
+An input channel's depth is one more than the shallowest kernel that selects it.
+
+That minimum is what makes the back-step cheap on the CPU: a layer's expanded kernels are visited
+in ascending depth, in chunks (64 rows, then doubling), and the visit stops as soon as no
+remaining kernel can lower any input channel's depth. Sixty-four kernels usually select every
+channel between them, so most of a large layer's ``kernels x channels`` scores are never
+computed. The answer is the dense one bit for bit: a kernel's gate reads only its own row, and a
+minimum does not depend on the order it is taken in. The stop test reads a value on the host, so
+on a GPU each layer is one dense pass over all its kernels instead (masked, static shapes, no
+synchronisation: it can be captured in a CUDA graph).
+
+The edges are not kept: they follow from the depths, and :func:`gate` recomputes them for the
+selected kernels only when the graph is asked for. Their number is counted on the way, for the
+kernels the back-step visits; the pyramid counts the few an early exit skipped only when asked.
 """
 
 from __future__ import annotations
@@ -15,9 +25,11 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["UNREACHED", "LayerTensors", "backstep", "gate", "normalised"]
+__all__ = ["CHUNK", "UNREACHED", "Backstep", "LayerTensors", "backstep", "gate", "normalised"]
 
 UNREACHED = 2**30
+# kernels of a layer's first chunk; each next chunk doubles, so a layer costs O(log) chunks
+CHUNK = 64
 
 
 @dataclass(frozen=True)
@@ -31,6 +43,10 @@ class LayerTensors:
         group_of_kernel: ``out_channels`` group index of each kernel (``None`` when groups=1).
         sources: ``in_channels x K`` global ids of the channel map, the padding pointing at a
             sink id one past the last real id.
+        members: ``in_channels`` int32, the real producers in each channel's map: the edges
+            one passing ``(kernel, channel)`` pair gives (``None``: not counted).
+        shared_sources: some producer feeds several input channels (a flatten), so pairs do not
+            count edges one to one; the pyramid counts such a layer from its edges.
     """
 
     first_id: int
@@ -38,6 +54,27 @@ class LayerTensors:
     weight: torch.Tensor
     group_of_kernel: torch.Tensor | None
     sources: torch.Tensor
+    members: torch.Tensor | None = None
+    shared_sources: bool = False
+
+
+@dataclass(frozen=True)
+class Backstep:
+    """What one back-step found, every tensor on the model's device.
+
+    Attributes:
+        depth: ``B x total_ids`` int32 depths, :data:`UNREACHED` where a kernel is not in the
+            pyramid.
+        edges: ``B x layers`` int64 edges leaving the kernels the back-step visited; ``-1`` for a
+            layer with shared sources (not counted here).
+        visited: ``B x layers`` int64: how many of each layer's kernels, taken in ascending depth
+            (a stable sort), were visited; the layer's width when all were, and then ``edges``
+            is the layer's whole count.
+    """
+
+    depth: torch.Tensor
+    edges: torch.Tensor
+    visited: torch.Tensor
 
 
 def gate(pooled: torch.Tensor, layer: LayerTensors, threshold: float, top_k: int | None,
@@ -55,7 +92,8 @@ def gate(pooled: torch.Tensor, layer: LayerTensors, threshold: float, top_k: int
         layer: the layer.
         threshold: the gate's threshold in ``[0, 1]``.
         top_k: keep at most this many passing channels per kernel (``None``: all).
-        rows: only these kernels (all when ``None``).
+        rows: only these kernels: ``kernels`` for every sample, or ``B x kernels``, one set per
+            sample (all when ``None``).
         expand: ``B x kernels`` mask of the kernels to expand; the others pass nothing.
 
     Returns:
@@ -65,13 +103,17 @@ def gate(pooled: torch.Tensor, layer: LayerTensors, threshold: float, top_k: int
     """
     batch = pooled.shape[0]
     weight = layer.weight if rows is None else layer.weight[rows]
-    per_group = weight.shape[1]
+    per_group = layer.weight.shape[1]
     if layer.group_of_kernel is None:
         activations = pooled[:, None, :]
     else:
         # a grouped kernel only reads its own group's channels
         groups = layer.group_of_kernel if rows is None else layer.group_of_kernel[rows]
-        activations = pooled.view(batch, layer.groups, per_group)[:, groups]
+        grouped = pooled.view(batch, layer.groups, per_group)
+        if groups.dim() == 2:  # rows of their own for each sample
+            activations = grouped.gather(1, groups[..., None].expand(-1, -1, per_group))
+        else:
+            activations = grouped[:, groups]
     scores = activations * weight
     low = scores.amin(-1, keepdim=True)
     high = scores.amax(-1, keepdim=True)
@@ -100,29 +142,82 @@ def normalised(scores: torch.Tensor, low: torch.Tensor, span: torch.Tensor) -> t
     return torch.where(span == 0, 1.0, (scores - low) / torch.where(span == 0, 1, span))
 
 
-def _channel_depth(passed: torch.Tensor, kernel_depth: torch.Tensor, limit: int,
-                   groups: int) -> torch.Tensor:
-    """For each input channel, one more than the shallowest kernel that selects it."""
+def _one_depth(kernel_depth: torch.Tensor, expand: torch.Tensor) -> torch.Tensor | None:
+    """The one depth of each sample's expanded kernels, when every sample has at most one
+    (``B``, :data:`UNREACHED` where none is expanded); else ``None``. Reads the host."""
+    shallowest = kernel_depth.masked_fill(~expand, UNREACHED).amin(1)
+    deepest = kernel_depth.masked_fill(~expand, -1).amax(1)
+    if bool(((shallowest == deepest) | (deepest < 0)).all()):
+        return shallowest
+    return None
+
+
+def _visit(pooled: torch.Tensor, layer: LayerTensors, rows: torch.Tensor | None,
+           kernel_depth: torch.Tensor, expand: torch.Tensor, threshold: float,
+           top_k: int | None, channel_depth: torch.Tensor, *, host: bool) -> torch.Tensor:
+    """Lower ``channel_depth`` (``B x in_channels``, in place) by what the kernels ``rows``
+    (``B x kernels``; every kernel when ``None``) of depths ``kernel_depth`` select where
+    ``expand``; returns the edges those kernels give, per sample (zeros when not counted).
+
+    ``host``: the caller is on the CPU and may read values back to pick a cheaper form."""
+    *_, passed = gate(pooled, layer, threshold, top_k, rows, expand)
     batch, _, per_group = passed.shape
-    grouped = passed.view(batch, groups, -1, per_group)
-    if passed.device.type == "cpu":
-        # where every expanded kernel of the layer has one depth (the common case), "selected
-        # by any" is all there is to know: a boolean max, ~20x cheaper than a masked min. On
-        # a GPU the test would wait for the device, so it keeps the dense form below.
-        expanded = kernel_depth < limit
-        shallowest = kernel_depth.masked_fill(~expanded, UNREACHED).amin(1)
-        deepest = kernel_depth.masked_fill(~expanded, -1).amax(1)
-        if bool(((shallowest == deepest) | (deepest < 0)).all()):
-            reached = grouped.amax(2).reshape(batch, -1)
-            return torch.where(reached, shallowest[:, None] + 1, UNREACHED).to(torch.int32)
-    child = torch.where(passed, kernel_depth[..., None] + 1, UNREACHED)
-    return child.view(batch, groups, -1, per_group).amin(2).reshape(batch, -1)
+    # a grouped layer's kernels come in group order (rows is None for it): kernel axis 2
+    grouped = passed.view(batch, layer.groups, -1, per_group)
+    shallowest = _one_depth(kernel_depth, expand) if host else None
+    if layer.members is not None:
+        # how many kernels select each channel: the edges, and whether it is reached at all
+        selecting = grouped.sum(2, dtype=torch.int32).reshape(batch, -1)
+        edges = (selecting * layer.members).sum(1, dtype=torch.int64)
+        reached = selecting > 0
+    else:
+        edges = torch.zeros(batch, dtype=torch.int64, device=passed.device)
+        reached = grouped.amax(2).reshape(batch, -1) if shallowest is not None else None
+    if shallowest is not None:
+        # every expanded kernel at one depth (the common case): "selected by any" is all there
+        # is to know, and the masked minimum below is not needed
+        lowered = torch.where(reached, shallowest[:, None] + 1, UNREACHED).to(torch.int32)
+    else:
+        child = torch.where(passed, kernel_depth[..., None] + 1, UNREACHED)
+        lowered = child.view(batch, layer.groups, -1, per_group).amin(2).reshape(batch, -1)
+    torch.minimum(channel_depth, lowered, out=channel_depth)
+    return edges
+
+
+def _early_exit(pooled: torch.Tensor, layer: LayerTensors, kernel_depth: torch.Tensor,
+                limit: int, threshold: float, top_k: int | None, channel_depth: torch.Tensor,
+                edges: torch.Tensor, visited: torch.Tensor) -> None:
+    """One layer's kernels in ascending depth, chunk by chunk, until none left can lower a
+    channel's depth (CPU: the stop test reads the host once per chunk)."""
+    out_channels = kernel_depth.shape[1]
+    sorted_depth, order = kernel_depth.sort(dim=1, stable=True)
+    done = torch.zeros(kernel_depth.shape[0], dtype=torch.bool, device=kernel_depth.device)
+    start, size = 0, CHUNK
+    while True:
+        stop = min(start + size, out_channels)
+        depth = sorted_depth[:, start:stop]
+        # a sample that is done adds nothing more: its count stops where its visit did
+        expand = (depth < limit) & ~done[:, None]
+        edges += _visit(pooled, layer, order[:, start:stop], depth, expand, threshold, top_k,
+                        channel_depth, host=True)
+        start, size = stop, 2 * size
+        if start == out_channels:
+            return
+        following = sorted_depth[:, start]
+        # a kernel of depth d gives depth d + 1: no remaining one can lower a channel at or
+        # below that, and none past max_depth is expanded
+        finished = ((following >= limit) | (channel_depth <= following[:, None] + 1).all(1)
+                    ) & ~done
+        visited.masked_fill_(finished, start)
+        done |= finished
+        if bool(done.all()):
+            return
 
 
 def backstep(layers: list[LayerTensors], pooled: list[torch.Tensor], roots: torch.Tensor,
              total_ids: int, *, threshold: float, max_depth: int | None,
-             top_k: int | None) -> torch.Tensor:
-    """Depth of every kernel and input channel for each sample.
+             top_k: int | None, sync: bool | None = None) -> Backstep:
+    """Depth of every kernel and input channel for each sample, and the edges counted on the way.
 
     Args:
         layers: the weighted layers in topological order.
@@ -130,23 +225,40 @@ def backstep(layers: list[LayerTensors], pooled: list[torch.Tensor], roots: torc
         roots: ``B x R`` global ids of each sample's root kernels (sink id for padding).
         total_ids: number of real global ids.
         threshold, max_depth, top_k: as in :func:`fxcfp.analyze`.
+        sync: may values be read back on the host? Then a large layer's kernels are visited
+            in ascending depth with an early exit, and a layer with nothing to expand is
+            skipped. ``None``: on the CPU only; on a GPU (``False``) nothing here synchronises,
+            every layer is one dense pass.
 
     Returns:
-        ``B x total_ids`` int32 depths, :data:`UNREACHED` where a kernel is not in the pyramid.
-        The tensor stays on the device; nothing here synchronises with the host.
+        The :class:`Backstep`; its tensors stay on the device.
     """
     batch = roots.shape[0]
     device = roots.device
+    host = device.type == "cpu" if sync is None else sync
     depth = torch.full((batch, total_ids + 1), UNREACHED, dtype=torch.int32, device=device)
     depth.scatter_(1, roots, 0)
+    edges = torch.zeros(batch, len(layers), dtype=torch.int64, device=device)
+    visited = torch.zeros(batch, len(layers), dtype=torch.int64, device=device)
     limit = UNREACHED if max_depth is None else max_depth
-    for layer, a in zip(reversed(layers), reversed(pooled)):
+    for index in range(len(layers) - 1, -1, -1):
+        layer, a = layers[index], pooled[index]
         out_channels, per_group = layer.weight.shape
+        visited[:, index] = out_channels
         kernel_depth = depth[:, layer.first_id: layer.first_id + out_channels]
-        *_, passed = gate(a, layer, threshold, top_k, expand=kernel_depth < limit)
-        channel_depth = _channel_depth(passed, kernel_depth, limit, layer.groups)
+        if host and not bool((kernel_depth < limit).any()):
+            continue  # nothing of this layer is expanded (past max_depth, or not reached)
+        channel_depth = torch.full_like(a, UNREACHED, dtype=torch.int32)
+        if host and layer.groups == 1 and out_channels > 2 * CHUNK:
+            _early_exit(a, layer, kernel_depth, limit, threshold, top_k, channel_depth,
+                        edges[:, index], visited[:, index])
+        else:
+            edges[:, index] = _visit(a, layer, None, kernel_depth, kernel_depth < limit,
+                                     threshold, top_k, channel_depth, host=host)
+        if layer.members is None:
+            edges[:, index] = -1
         width = layer.sources.shape[1]
         values = channel_depth[:, :, None].expand(-1, -1, width).reshape(batch, -1)
         depth.scatter_reduce_(1, layer.sources.reshape(1, -1).expand(batch, -1), values,
                               reduce="amin")
-    return depth[:, :total_ids]
+    return Backstep(depth[:, :total_ids], edges, visited)

@@ -26,12 +26,19 @@ from .passes import (
 )
 from .passes.weighted_layers import layer_weight
 
-__all__ = ["LayerInfo", "Plan", "build_plan"]
+__all__ = ["LayerInfo", "Plan", "build_plan", "plan_and_capture"]
 
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """One weighted layer as the back-step and the result see it."""
+    """One weighted layer as the back-step and the result see it.
+
+    ``map_node`` is the FX node of ``traced.gm`` whose output the layer's maps are drawn on, and
+    ``map_channel_dim`` its channel dim: ``input_node`` and :attr:`channel_dim` for a layer whose
+    input has a location; for one without (a classifier after global pooling), the pre-pool
+    tensor whose channels are its input's channels one-to-one through weight-free ops, where
+    there is one (SPEC "Maps of a layer without location"; :mod:`fxcfp.passes.map_nodes`).
+    """
 
     name: str
     kind: Literal["conv", "linear"]
@@ -46,6 +53,8 @@ class LayerInfo:
     pathway: int
     input_shape: tuple[int, ...]
     sources: torch.Tensor  # in_channels x K global ids, -1 padding (cpu)
+    map_node: str
+    map_channel_dim: int
     # some producer feeds several input channels (a flatten): edges need de-duplicating
     shared_sources: bool = False
 
@@ -110,6 +119,9 @@ class Plan:
             if layer.groups > 1:
                 per_group = layer.out_channels // layer.groups
                 group_of_kernel = torch.arange(layer.out_channels, device=device) // per_group
+            # one passing pair gives an edge to every real producer of its channel's map
+            members = (None if layer.shared_sources
+                       else (layer.sources >= 0).sum(1).to(device=device, dtype=torch.int32))
             tensors.append(LayerTensors(
                 first_id=layer.first_id,
                 groups=layer.groups,
@@ -117,13 +129,20 @@ class Plan:
                 weight=self.pooled_weight(layer).to(device=device, dtype=dtype, copy=True),
                 group_of_kernel=group_of_kernel,
                 sources=sources.to(device),
+                members=members,
+                shared_sources=layer.shared_sources,
             ))
         return tensors
 
 
+def _pool_dims(ndim: int, kind: str) -> tuple[int, ...]:
+    """The dims SPEC step 2 averages a layer's input over: all but batch and channel."""
+    return tuple(range(2, ndim)) if kind == "conv" else tuple(range(1, ndim - 1))
+
+
 def _pool(graph: fx.Graph, node: fx.Node, ndim: int, kind: str) -> fx.Node:
     """A node averaging ``node`` over every dim but batch and channel (SPEC step 2)."""
-    dims = tuple(range(2, ndim)) if kind == "conv" else tuple(range(1, ndim - 1))
+    dims = _pool_dims(ndim, kind)
     if not dims:
         return node
     anchor = node
@@ -159,11 +178,47 @@ def _shared(sources: torch.Tensor) -> bool:
     return ids.numel() != torch.unique(ids).numel()
 
 
+class _FirstCapture:
+    """What ``plan.capture`` would return, taken from the channel-map pass's own run of the
+    graph: the output, and each layer input pooled by the same call the capture makes, on the
+    same values, so the numbers are the capture's bit for bit."""
+
+    def __init__(self, gm: fx.GraphModule) -> None:
+        self.kinds: dict[str, set[str]] = {}
+        for node in gm.graph.nodes:
+            layer: WeightedLayer | None = node.meta.get(WEIGHTED_LAYER)
+            if layer is not None:
+                self.kinds.setdefault(layer.input, set()).add(layer.kind)
+        self.pooled: dict[str, torch.Tensor] = {}
+        self.output: Any = None
+
+    def __call__(self, node: fx.Node, value: Any) -> None:
+        if node.op == "output":
+            self.output = value
+        for kind in self.kinds.get(node.name, ()):
+            if isinstance(value, torch.Tensor):
+                dims = _pool_dims(value.dim(), kind)
+                self.pooled[f"{node.name}/{kind}"] = (torch.mean(value, dim=dims) if dims
+                                                      else value)
+
+    def result(self, layers: list[LayerInfo]) -> tuple[Any, tuple[torch.Tensor, ...]]:
+        keys = list(dict.fromkeys(f"{layer.input_node}/{layer.kind}" for layer in layers))
+        return self.output, tuple(self.pooled[key] for key in keys)
+
+
 def build_plan(traced: Traced, inputs: list[torch.Tensor], model: torch.nn.Module) -> Plan:
     """Run the pass pipeline on ``traced`` for ``inputs`` and gather the plan."""
+    return plan_and_capture(traced, inputs, model)[0]
+
+
+def plan_and_capture(traced: Traced, inputs: list[torch.Tensor], model: torch.nn.Module
+                     ) -> tuple[Plan, tuple[Any, tuple[torch.Tensor, ...]]]:
+    """:func:`build_plan`, and what ``plan.capture(*inputs)`` returns, without a second run of
+    the model: the channel-map pass runs the graph on ``inputs`` anyway."""
     gm = traced.gm
     annotate_weighted_layers(gm, model)
-    annotate_channel_maps(gm, *inputs)
+    observed = _FirstCapture(gm)
+    annotate_channel_maps(gm, *inputs, observe=observed)
     layers = []
     for node in gm.graph.nodes:
         layer: WeightedLayer | None = node.meta.get(WEIGHTED_LAYER)
@@ -178,6 +233,7 @@ def build_plan(traced: Traced, inputs: list[torch.Tensor], model: torch.nn.Modul
             groups=layer.groups, in_channels=layer.in_channels,
             out_channels=layer.out_channels, first_id=cmap.first_id, pathway=cmap.pathway,
             input_shape=cmap.input_shape, sources=cmap.sources,
+            map_node=cmap.map_node, map_channel_dim=cmap.map_channel_dim,
             shared_sources=_shared(cmap.sources),
         ))
     if not layers:
@@ -197,12 +253,13 @@ def build_plan(traced: Traced, inputs: list[torch.Tensor], model: torch.nn.Modul
         id_owner[first: first + count] = owner
         id_channel[first: first + count] = np.arange(count)
     capture, pooled_index = _capture_module(gm, layers)
-    return Plan(
+    plan = Plan(
         traced=traced, layers=tuple(layers), capture=capture, pooled_index=pooled_index,
         output_sources=out.sources, total_ids=out.total_ids, input_names=input_names,
         input_ranges=out.inputs, input_shapes=tuple(tuple(x.shape) for x in inputs),
         id_owner=id_owner, id_channel=id_channel, names=names,
     )
+    return plan, observed.result(layers)
 
 
 class _ActivationRecorder(fx.Interpreter):

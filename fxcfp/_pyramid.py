@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 import networkx as nx
 import numpy as np
@@ -13,13 +13,29 @@ import torch
 
 from ._backstep import UNREACHED, LayerTensors, gate, normalised
 from ._errors import GraphTooLargeError, InvalidArgumentError
+from ._evidence import record_evidence
 from ._files import atomic_write, dump_json
 from ._maps import temporal_profile, upsample
 
 if TYPE_CHECKING:
     from ._plan import Plan
 
-__all__ = ["GRAPH_EDGE_LIMIT", "LayerSelection", "Pyramid"]
+__all__ = ["GRAPH_EDGE_LIMIT", "MAP_MODES", "LayerSelection", "MapMode", "Pyramid"]
+
+MapMode = Literal["paper", "evidence"]
+MAP_MODES: tuple[MapMode, ...] = ("paper", "evidence")
+# where each mode keeps what its maps are made of: (channel ids, channels x ... tensor) per node
+_CACHES = {"paper": "_activation_cache", "evidence": "_evidence_cache"}
+
+
+def _check_mode(call: str, mode: Any) -> MapMode:
+    if not isinstance(mode, str) or mode not in MAP_MODES:
+        raise InvalidArgumentError(
+            f"{call}: mode={mode!r} is not a map mode; use mode='paper' (SPEC's maps: the "
+            "selected channels' activations) or mode='evidence' (the same channels weighted by "
+            "each voxel's contribution to the class score)"
+        )
+    return mode
 
 
 @dataclass(frozen=True)
@@ -82,6 +98,9 @@ class Pyramid:
         threshold: the gate's threshold.
         max_depth: back-steps expanded from the class (``None``: down to the clip).
         top_k: at most this many channels selected per kernel (``None``: no limit).
+        contrast: for a contrastive pyramid ("why ``target`` and not ``contrast``"), the other
+            class: the root is scored with the classifier's row difference and evidence maps
+            differentiate ``y_target - y_contrast``; ``None`` otherwise.
     """
 
     target: int
@@ -98,6 +117,12 @@ class Pyramid:
     _tensors: tuple[LayerTensors, ...] = field(repr=False, compare=False)
     _inputs: tuple[torch.Tensor, ...] = field(repr=False, compare=False)
     _sample: int = field(repr=False, compare=False)
+    # last, with a default: the class the target is contrasted with (None: no contrast)
+    contrast: int | None = None
+    # per layer, the edges the back-step counted and how many kernels (in ascending depth) it
+    # visited (:class:`fxcfp._backstep.Backstep`); ``None``: nothing counted yet
+    _counted: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False,
+                                                           compare=False)
 
     # --- structure -------------------------------------------------------------------------
 
@@ -150,19 +175,45 @@ class Pyramid:
             src, dst, score = src[first], dst[first], score[first]
         return _Edges(src, dst, score)
 
+    def _pair_edges(self, index: int, rows: np.ndarray) -> int:
+        """Edges leaving the kernels ``rows`` of a layer without shared sources: each passing
+        pair gives one per member of its channel's map. The back-step's own gate, dense over
+        these rows only, and no pair is listed."""
+        if rows.size == 0:
+            return 0
+        pooled, tensors = self._pooled[index], self._tensors[index]
+        rows_t = torch.from_numpy(rows).to(pooled.device)
+        passed = gate(pooled[None], tensors, self.threshold, self.top_k, rows_t)[3][0]
+        members = tensors.members
+        if members is None:  # a layer tensor made without counts
+            members = (self._plan.layers[index].sources >= 0).sum(1).to(pooled.device)
+        if tensors.group_of_kernel is None:
+            per_pair = members[None]
+        else:  # a grouped kernel's passing channel c is channel c of its own group
+            per_pair = members.view(tensors.groups, -1)[tensors.group_of_kernel[rows_t]]
+        return int((passed * per_pair).sum())
+
     @cached_property
     def _edge_counts(self) -> np.ndarray:
-        """Edges leaving each layer, counted without building them where no producer feeds two
-        input channels (then every passing pair gives one edge per member of its map)."""
+        """Edges leaving each layer. The back-step counted those of every kernel it visited;
+        the kernels its early exit skipped (the last in ascending depth) are counted here, and
+        a layer where one producer feeds several input channels from its de-duplicated edges."""
         counts = np.zeros(len(self._plan.layers), dtype=np.int64)
+        limit = UNREACHED if self.max_depth is None else self.max_depth
         for index, layer in enumerate(self._plan.layers):
             if self._expanded(index).size == 0:
                 continue
             if layer.shared_sources:
                 counts[index] = self._layer_edges(index).src.size
-            else:
-                members = (layer.sources >= 0).sum(1).numpy()
-                counts[index] = int(members[self._passing(index).channel].sum())
+                continue
+            counted, visited = (0, 0) if self._counted is None else (
+                int(self._counted[0][index]), int(self._counted[1][index]))
+            if visited < layer.out_channels:
+                depth = self._depth[layer.first_id: layer.first_id + layer.out_channels]
+                # the back-step's order: a stable sort by depth, the same permutation here
+                rest = np.argsort(depth, kind="stable")[visited:]
+                counted += self._pair_edges(index, np.sort(rest[depth[rest] < limit]))
+            counts[index] = counted
         return counts
 
     @property
@@ -238,7 +289,8 @@ class Pyramid:
         graph = nx.DiGraph(target=self.target, threshold=float(self.threshold),
                            max_depth=-1 if self.max_depth is None else self.max_depth,
                            top_k=-1 if self.top_k is None else self.top_k,
-                           probability=float(self.probability))
+                           probability=float(self.probability),
+                           contrast=-1 if self.contrast is None else self.contrast)
         node_score = np.zeros(self._plan.total_ids)
         np.maximum.at(node_score, edges.dst, edges.score)
         nodes = np.flatnonzero(self._depth < UNREACHED)
@@ -268,14 +320,46 @@ class Pyramid:
         attributes; no ``NaN``), atomically."""
         dump_json(nx.node_link_data(self.graph, edges="edges"), path)
 
+    def save(self, path: str | os.PathLike[str], *, maps: str | tuple[str, ...] | None = None,
+             inputs: bool = False) -> None:
+        """Write the pyramid to one compact file that :func:`fxcfp.load_pyramid` reads (see
+        :mod:`fxcfp._io`): graph, layers, counts and summary come back without the model.
+
+        Args:
+            path: the file (``.fxcfp`` by convention; an ``.npz`` archive, no pickled code).
+            maps: map modes (``"paper"``, or any mode :meth:`layer_map` takes) whose layer maps
+                to store too, so a loaded pyramid draws them without the model.
+            inputs: store the analysed clip as well, so ``load_pyramid(path, model=model)``
+                needs no ``clip=``.
+        """
+        from ._io import save_pyramid  # the io module imports this one
+
+        save_pyramid(self, path, maps=maps, inputs=inputs)
+
+    def to_edge_list(self, path: str | os.PathLike[str]) -> None:
+        """Write the edges as columns ``src_layer, src_channel, dst_layer, dst_channel, score``
+        to ``.parquet`` (layers dictionary-encoded) or ``.npz`` (layer indices into
+        ``layer_names``): compact where GraphML of millions of edges is not."""
+        from ._io import write_edge_list
+
+        write_edge_list(self, path)
+
+    def __reduce__(self) -> tuple:
+        # pickles through the saved state (with the clip, without the model): no code, and a
+        # pyramid crosses process boundaries; SavedPyramid.with_model(model) gives maps back
+        from ._io import reduce_pyramid
+
+        return reduce_pyramid(self)
+
     def summary(self) -> str:
         """A text table: per layer, kernels selected of total, and edges."""
         levels = self.layers
         name_width = max([len("layer")] + [len(level.name) for level in levels])
         kernels = sum(len(level.kernels) for level in levels)
         depth = "none" if self.max_depth is None else str(self.max_depth)
+        versus = "" if self.contrast is None else f" and not class {self.contrast}"
         lines = [
-            f"class {self.target} (p={self.probability:.3f}), threshold {self.threshold}, "
+            f"class {self.target}{versus} (p={self.probability:.3f}), threshold {self.threshold}, "
             f"max_depth {depth}: {kernels} kernels in {len(levels)} layers, "
             f"{self.num_edges} edges",
             f"{'layer'.ljust(name_width)}  depth  selected/total  edges",
@@ -301,16 +385,20 @@ class Pyramid:
                 f"{', ...' if len(self.layers) > 8 else ''} (see Pyramid.layers)"
             ) from None
 
-    def prefetch_maps(self, layers: list[str] | tuple[str, ...] | None = None) -> None:
-        """Capture, in one targeted forward pass, the input channels that the maps of ``layers``
-        (default: every expanded layer) are made of. The maps call this for their own layer;
-        call it first when drawing many levels to pay for one forward instead of one each.
-        Only passing channels of one clip are kept, on the host."""
-        from ._analyzer import Analyzer  # the analyzer module imports this one
+    def prefetch_maps(self, layers: list[str] | tuple[str, ...] | None = None, *,
+                      mode: MapMode = "paper") -> None:
+        """Capture, in one pass, what the maps of ``layers`` (default: every expanded layer) are
+        made of. The maps call this themselves; call it first when drawing many levels.
 
+        ``mode="paper"``: one targeted forward keeping the passing input channels.
+        ``mode="evidence"``: one forward and one backward keeping ``dy/dA * A`` of the passing
+        channels (see :mod:`fxcfp._evidence`). Only one clip's passing channels are kept, on
+        the host.
+        """
+        mode = _check_mode("Pyramid.prefetch_maps", mode)
         indices = (range(len(self._plan.layers)) if layers is None
                    else [self._layer(name) for name in layers])
-        cache = self.__dict__.setdefault("_activation_cache", {})
+        cache = self.__dict__.setdefault(_CACHES[mode], {})
         merged: dict[tuple[str, int], np.ndarray] = {}
         for index in indices:
             channels = self._passing(index).channel
@@ -327,23 +415,46 @@ class Pyramid:
         requests: dict[str, dict[int, torch.Tensor]] = {}
         for (node, dim), ids in merged.items():
             requests.setdefault(node, {})[dim] = torch.from_numpy(ids)
-        found = Analyzer._record(self._model, self._plan, self._inputs, requests, self._sample)
+        found = self._record(requests, mode)
         for key, ids in merged.items():
             cache[key] = (ids, found[key])
 
-    def _source_key(self, index: int) -> tuple[str, int]:
-        layer = self._plan.layers[index]
-        return layer.input_node, layer.channel_dim
+    def _record(self, requests: dict[str, dict[int, torch.Tensor]], mode: MapMode
+                ) -> dict[tuple[str, int], torch.Tensor]:
+        from ._analyzer import Analyzer  # the analyzer module imports this one
 
-    def _weighted_sum(self, index: int, channels: np.ndarray, weights: np.ndarray
-                      ) -> torch.Tensor:
-        """``sum_k weights[k] * A_l[channels[k]]``, straight from the captured activations (one
-        matrix-vector product, no copy of the channels)."""
-        self.prefetch_maps([self._plan.layers[index].name])
-        ids, data = self.__dict__["_activation_cache"][self._source_key(index)]
+        if mode == "paper":
+            return Analyzer._record(self._model, self._plan, self._inputs, requests, self._sample)
+        inputs, sample = list(self._inputs), self._sample
+        if self._plan.traced.method == "fx":  # a symbolic trace runs any batch size
+            inputs, sample = [x[sample: sample + 1] for x in inputs], 0
+        # the graph runs an eval-mode view: its own flags, never the caller's, are the ones set
+        return record_evidence(self._plan.traced.gm, self._plan.traced.gm, inputs, requests,
+                               sample, self.target, self.contrast)
+
+    def _source_key(self, index: int) -> tuple[str, int]:
+        # a classifier's maps are drawn on the pre-pool tensor (SPEC "Maps of a layer without
+        # location"): its channels are the classifier's input channels, one to one
+        layer = self._plan.layers[index]
+        return layer.map_node, layer.map_channel_dim
+
+    def _weighted_sum(self, index: int, channels: np.ndarray, weights: np.ndarray,
+                      mode: MapMode) -> torch.Tensor:
+        """``sum_k weights[k] * X[channels[k]]``, with ``X`` the captured activations (paper) or
+        ``dy/dA * A`` (evidence, then rectified): one matrix-vector product, no copy."""
+        key = self._source_key(index)
+        cache = self.__dict__.get(_CACHES[mode], {})
+        if key not in cache or not np.isin(channels, cache[key][0]).all():
+            # paper: one targeted forward for this layer; evidence: the pyramid's one
+            # backward, for every expanded layer at once
+            self.prefetch_maps([self._plan.layers[index].name] if mode == "paper" else None,
+                               mode=mode)
+        ids, data = self.__dict__[_CACHES[mode]][key]
         full = np.zeros(len(ids))
         np.add.at(full, np.searchsorted(ids, channels), weights)
-        return torch.tensordot(torch.from_numpy(full).to(data.dtype), data, dims=1).float()
+        summed = torch.tensordot(torch.from_numpy(full).to(data.dtype), data, dims=1).float()
+        # evidence: the voxels that raise the score, as Grad-CAM keeps its positive part
+        return summed if mode == "paper" else summed.clamp_min(0)
 
     def _finish(self, index: int, feature_map: torch.Tensor, up: bool) -> torch.Tensor:
         if not up:
@@ -351,17 +462,25 @@ class Pyramid:
         shape = self._plan.input_shapes[self._plan.layers[index].pathway]
         return upsample(feature_map, tuple(shape[2:]))
 
-    def kernel_map(self, layer: str, kernel: int, *, upsample: bool = False) -> torch.Tensor:
-        """Kernel-wise map of ``(layer, kernel)``: the mean of its passing input channels.
+    def kernel_map(self, layer: str, kernel: int, *, upsample: bool = False,
+                   mode: MapMode = "paper") -> torch.Tensor:
+        """Kernel-wise map of ``(layer, kernel)``.
 
         Args:
             layer: a layer name from :attr:`layers`.
             kernel: one of that layer's selected kernels that was expanded.
             upsample: resize to the clip's ``T x H x W`` (cubic spline, scaled to [0, 1]).
+            mode: ``"paper"`` (SPEC): the mean of the kernel's passing input channels.
+                ``"evidence"``: ``relu(mean over passing i of dy/dA[i] * A[i])``, each voxel
+                weighted by its first-order contribution to the class score ``y`` (the
+                target's output, minus the contrast class's for a contrastive pyramid); see
+                :mod:`fxcfp._evidence` for why and what was measured.
 
         Returns:
-            A float32 cpu tensor: the layer input's spatial shape, or the clip's with upsample.
+            A float32 cpu tensor: the shape of the tensor the layer is drawn on (its input, or
+            a classifier's pre-pool tensor) without its channel dim, or the clip's with upsample.
         """
+        mode = _check_mode("Pyramid.kernel_map", mode)
         index = self._layer(layer)
         passing = self._passing(index)
         kernels, mine = passing.kernel, passing.channel[passing.kernel == kernel]
@@ -371,24 +490,32 @@ class Pyramid:
                 "channel (it is not in the pyramid, or lies at max_depth and was not expanded); "
                 f"expanded kernels of this layer: {sorted(set(kernels.tolist()))[:12]}"
             )
-        feature_map = self._weighted_sum(index, mine, np.full(mine.size, 1.0 / mine.size))
+        feature_map = self._weighted_sum(index, mine, np.full(mine.size, 1.0 / mine.size), mode)
         return self._finish(index, feature_map, upsample)
 
-    def layer_map(self, layer: str, *, upsample: bool = False) -> torch.Tensor:
-        """Layer-wise map: the sum over passing ``(kernel, channel)`` pairs of the channel's
-        activation, so a channel counts once per kernel that selected it."""
+    def layer_map(self, layer: str, *, upsample: bool = False,
+                  mode: MapMode = "paper") -> torch.Tensor:
+        """Layer-wise map of ``layer``.
+
+        ``mode="paper"`` (SPEC): the sum over passing ``(kernel, channel)`` pairs of the
+        channel's activation, so a channel counts once per kernel that selected it.
+        ``mode="evidence"``: ``relu(sum over passing (j, i) of dy/dA[i] * A[i])``, the same
+        channels and counts with each voxel weighted by its contribution to the class score
+        (see :meth:`kernel_map`). ``upsample`` as in :meth:`kernel_map`.
+        """
+        mode = _check_mode("Pyramid.layer_map", mode)
         index = self._layer(layer)
         channels = self._passing(index).channel
         if channels.size == 0:
             raise InvalidArgumentError(
                 f"Pyramid.layer_map: layer {layer!r} has no expanded kernel in this pyramid")
         # a channel counts once per kernel that selected it
-        return self._finish(index, self._weighted_sum(index, channels, np.ones(channels.size)),
-                            upsample)
+        summed = self._weighted_sum(index, channels, np.ones(channels.size), mode)
+        return self._finish(index, summed, upsample)
 
-    def temporal_profile(self, layer: str) -> torch.Tensor:
+    def temporal_profile(self, layer: str, *, mode: MapMode = "paper") -> torch.Tensor:
         """The upsampled layer map's mass per frame (sums to 1; zeros for a constant map)."""
-        return temporal_profile(self.layer_map(layer, upsample=True))
+        return temporal_profile(self.layer_map(layer, upsample=True, mode=mode))
 
     def __repr__(self) -> str:
         layers = sum(bool((self._depth[layer.first_id: layer.first_id + layer.out_channels]

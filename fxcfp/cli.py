@@ -31,9 +31,11 @@ import torch
 
 from . import __version__
 from ._errors import FxcfpError, InvalidArgumentError, UntraceableModelError
+from ._evidence import DEFAULT_MAPS
 from ._models import FORMS, LoadedModel, load_model
 
-__all__ = ["main"]
+__all__ = ["add_analysis_options", "add_clip_options", "add_model_options", "add_run_options",
+           "main"]
 
 _THRESHOLD = 0.6
 # Keeping the 3 strongest channels per kernel makes the whole-depth pyramid of a real network
@@ -68,9 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, --version
         return done.code if isinstance(done.code, int) else 0
     if args.command is None:
-        return _fail("choose a command: explain (see fxcfp --help)")
+        return _fail("choose a command: explain or explain-dataset (see fxcfp --help)")
     try:
-        return _explain(args)
+        return int(args.handler(args))
     except KeyboardInterrupt:
         print("fxcfp: interrupted", file=sys.stderr)
         return 130
@@ -140,30 +142,19 @@ def _parser() -> _Parser:
     )
     explain.add_argument("video", nargs="?", metavar="VIDEO",
                          help="the video file (default: the bundled carphone clip)")
-    explain.add_argument("--model", metavar="SPEC", help=f"the model: {FORMS}")
-    explain.add_argument("--weights", metavar="FILE",
-                         help="a state dict to load into the model --model builds")
+    add_model_options(explain)
     explain.add_argument("--class", dest="cls", metavar="C",
                          help="the class to explain: an index, or a name where the model has "
                          "class names (case-insensitive); default: the top class")
-    explain.add_argument("--threshold", type=_threshold, default=_THRESHOLD, metavar="T",
-                         help=f"gate threshold in [0, 1] (default {_THRESHOLD})")
-    explain.add_argument("--depth", type=_optional(int, 0, "none"), default=None, metavar="D",
-                         help="back-steps from the class (default: none, down to the clip)")
-    explain.add_argument("--top-k", type=_optional(int, 1, "all"), default=_TOP_K, metavar="K",
-                         help=f"keep at most K passing channels per kernel (default {_TOP_K}; "
-                         "'all' keeps every one)")
-    explain.add_argument("--frames", type=_at_least(1), metavar="N",
-                         help="frames to read (default: what the model was trained on; 16)")
-    explain.add_argument("--size", type=_at_least(8), metavar="S",
-                         help="side of the square crop (default: the model's; 160 for the "
-                         "default model)")
-    explain.add_argument("--start", type=_at_least(0.0, float), metavar="SECONDS",
-                         help="read consecutive frames from here (default: spread the frames "
-                         "over the whole video)")
-    explain.add_argument("--normalization", metavar="NAME",
-                         help="normalisation preset: imagenet, kinetics, pytorchvideo, "
-                         "efficientnet_lite (default: the model family's)")
+    add_analysis_options(explain)
+    add_clip_options(explain)
+    explain.add_argument("--contrast", metavar="C",
+                         help="explain why the class and not C: an index, a class name, or "
+                         "'runner-up' (the best other class); default: no contrast")
+    explain.add_argument("--maps", choices=("evidence", "paper"), default=DEFAULT_MAPS,
+                         help=f"what the pictures draw (default {DEFAULT_MAPS}): 'evidence' "
+                         "weights the pyramid's channels by each voxel's contribution to the "
+                         "class score; 'paper' draws SPEC's maps, the channels' activations")
     explain.add_argument("--out", metavar="DIR",
                          help="where to write (default: fxcfp-out/<video stem>)")
     explain.add_argument("--levels", type=_optional(int, 1, "all"), default=_LEVELS,
@@ -171,10 +162,60 @@ def _parser() -> _Parser:
                          f"to the stem (default {_LEVELS}; 'all')")
     explain.add_argument("--kernels", type=_at_least(1), default=_KERNELS, metavar="K",
                          help=f"kernels per level in the report's graph (default {_KERNELS})")
-    explain.add_argument("--quiet", action="store_true", help="no progress bars")
-    explain.add_argument("--debug", action="store_true",
-                         help="print the traceback of an error too")
+    explain.add_argument("--windows", action="store_true",
+                         help="slide the clip window over the whole video and explain every "
+                         "window: a timeline report of the class and the evidence per level")
+    explain.add_argument("--stride", type=_at_least(1), metavar="N",
+                         help="with --windows: frames between window starts (default: the "
+                         "clip length, no overlap)")
+    explain.add_argument("--batch", type=_at_least(1), default=4, metavar="N",
+                         help="with --windows: windows per batched analysis (default 4)")
+    add_run_options(explain)
+    explain.set_defaults(handler=_explain)
+    from .dataset.cli import register
+
+    register(commands)
     return parser
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """--model and --weights: shared by every command that runs a model."""
+    parser.add_argument("--model", metavar="SPEC", help=f"the model: {FORMS}")
+    parser.add_argument("--weights", metavar="FILE",
+                        help="a state dict to load into the model --model builds")
+
+
+def add_analysis_options(parser: argparse.ArgumentParser) -> None:
+    """--threshold, --depth, --top-k: the analysis options of :func:`fxcfp.analyze`."""
+    parser.add_argument("--threshold", type=_threshold, default=_THRESHOLD, metavar="T",
+                        help=f"gate threshold in [0, 1] (default {_THRESHOLD})")
+    parser.add_argument("--depth", type=_optional(int, 0, "none"), default=None, metavar="D",
+                        help="back-steps from the class (default: none, down to the clip)")
+    parser.add_argument("--top-k", type=_optional(int, 1, "all"), default=_TOP_K, metavar="K",
+                        help=f"keep at most K passing channels per kernel (default {_TOP_K}; "
+                        "'all' keeps every one)")
+
+
+def add_clip_options(parser: argparse.ArgumentParser) -> None:
+    """--frames, --size, --start, --normalization: how a clip is read."""
+    parser.add_argument("--frames", type=_at_least(1), metavar="N",
+                        help="frames to read (default: what the model was trained on; 16)")
+    parser.add_argument("--size", type=_at_least(8), metavar="S",
+                        help="side of the square crop (default: the model's; 160 for the "
+                        "default model)")
+    parser.add_argument("--start", type=_at_least(0.0, float), metavar="SECONDS",
+                        help="read consecutive frames from here (default: spread the frames "
+                        "over the whole video)")
+    parser.add_argument("--normalization", metavar="NAME",
+                        help="normalisation preset: imagenet, kinetics, pytorchvideo, "
+                        "efficientnet_lite (default: the model family's)")
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """--quiet and --debug."""
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--debug", action="store_true",
+                        help="print the traceback of an error too")
 
 
 # --- the command -------------------------------------------------------------------------------
@@ -207,10 +248,18 @@ def _explain(args: argparse.Namespace) -> int:
     with progress.stage("loading the model"):
         loaded = load_model(args.model, weights=args.weights)
     target = _resolve_class(args.cls, loaded.labels)
+    contrast = ("runner-up" if args.contrast is not None and args.contrast.strip().lower() ==
+                "runner-up" else _resolve_class(args.contrast, loaded.labels, "--contrast"))
+    if args.windows:
+        from .windows import command
+
+        return command(args, loaded, video, out, target, started)
+    if args.stride is not None:
+        raise InvalidArgumentError("--stride needs --windows (it spaces the windows)")
     with progress.stage(f"reading {video.name}"):
         clip = _read(video, args, loaded)
     with progress.stage("analysing"):
-        pyramid = _analyze(loaded, clip, target, args)
+        pyramid = _analyze(loaded, clip, target, args, contrast)
     labels = loaded.labels if loaded.labels and len(loaded.labels) == len(
         pyramid.logits) else None
     with progress.stage(f"writing {out}"):
@@ -220,8 +269,10 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _resolve_class(value: str | None, labels: tuple[str, ...] | None) -> int | None:
-    """``--class`` as an index: a number, or a class name matched without regard to case."""
+def _resolve_class(value: str | None, labels: tuple[str, ...] | None,
+                   option: str = "--class") -> int | None:
+    """``--class`` (or ``--contrast``) as an index: a number, or a class name matched without
+    regard to case."""
     if value is None:
         return None
     text = value.strip()
@@ -229,12 +280,12 @@ def _resolve_class(value: str | None, labels: tuple[str, ...] | None) -> int | N
         index = int(text)
         if labels is not None and not 0 <= index < len(labels):
             raise InvalidArgumentError(
-                f"--class {text} is out of range; the model has {len(labels)} classes "
+                f"{option} {text} is out of range; the model has {len(labels)} classes "
                 f"(0..{len(labels) - 1})")
         return index
     if labels is None:
         raise InvalidArgumentError(
-            f"--class {value!r}: this model has no class names (torchvision and pytorchvideo "
+            f"{option} {value!r}: this model has no class names (torchvision and pytorchvideo "
             "models and the default model have); pass a class index instead")
 
     def key(name: str) -> str:
@@ -243,7 +294,7 @@ def _resolve_class(value: str | None, labels: tuple[str, ...] | None) -> int | N
     found = [i for i, name in enumerate(labels) if key(name) == key(text)]
     if len(found) > 1:
         raise InvalidArgumentError(
-            f"--class {value!r} names {len(found)} classes ({', '.join(map(str, found))}); pass "
+            f"{option} {value!r} names {len(found)} classes ({', '.join(map(str, found))}); pass "
             "the index of the one you mean")
     if found:
         return found[0]
@@ -252,7 +303,7 @@ def _resolve_class(value: str | None, labels: tuple[str, ...] | None) -> int | N
                                                          cutoff=0.6)]
     hint = (f"did you mean {', '.join(repr(c) for c in close)}?" if close
             else f"pass a class index 0..{len(labels) - 1} or an exact name")
-    raise InvalidArgumentError(f"--class {value!r} is not a class of this model; {hint}")
+    raise InvalidArgumentError(f"{option} {value!r} is not a class of this model; {hint}")
 
 
 def _read(video: Path, args: argparse.Namespace, loaded: LoadedModel) -> Any:
@@ -268,13 +319,13 @@ def _read(video: Path, args: argparse.Namespace, loaded: LoadedModel) -> Any:
 
 
 def _analyze(loaded: LoadedModel, clip: Any, target: int | None,
-             args: argparse.Namespace) -> Any:
+             args: argparse.Namespace, contrast: int | str | None = None) -> Any:
     from ._analyzer import analyze
 
     inputs = loaded.inputs(clip.tensor)
     try:
         return analyze(loaded.model, inputs, target, threshold=args.threshold,
-                       max_depth=args.depth, top_k=args.top_k)
+                       max_depth=args.depth, top_k=args.top_k, contrast=contrast)
     except UntraceableModelError as err:
         if loaded.kind != "torchscript":
             raise
@@ -312,7 +363,8 @@ def _write(pyramid: Any, clip: Any, loaded: LoadedModel, labels: tuple[str, ...]
     _clear_levels(out / "levels")
     report = write_report(
         pyramid, out, frames=loaded.pictures(clip.frames), labels=labels,
-        max_kernels_per_layer=args.kernels, max_levels=args.levels, progress=progress)
+        max_kernels_per_layer=args.kernels, max_levels=args.levels, progress=progress,
+        maps=args.maps)
     pyramid.to_graphml(out / "pyramid.graphml")
     pyramid.to_json(out / "pyramid.json")
     return report, len(list((out / "levels").glob("*.gif")))
@@ -360,6 +412,11 @@ def _print(loaded: LoadedModel, clip: Any, pyramid: Any, labels: tuple[str, ...]
         f"{'the top class' if args.cls is None else 'as asked'}; threshold {args.threshold}, "
         f"depth {'none' if args.depth is None else args.depth}, "
         f"top-k {'all' if args.top_k is None else args.top_k}",
+        *([] if getattr(pyramid, "contrast", None) is None else
+          [f"contrast   and not {name(pyramid.contrast)}: the root scored with the classifier's "
+           "row difference"]),
+        f"maps       {args.maps} (--maps paper draws SPEC's maps)" if args.maps == "evidence"
+        else f"maps       {args.maps} (SPEC's maps; --maps evidence weights them by the score)",
         "",
         pyramid.summary(),
         "",

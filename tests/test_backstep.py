@@ -1,31 +1,149 @@
-"""The back-step's tensor kernels against plain formulas."""
+"""The back-step against the dense back-step it replaced (tests/dense_backstep.py), bit for bit."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.overrides import TorchFunctionMode
 
-from fxcfp._backstep import UNREACHED, LayerTensors, _channel_depth, gate, normalised
+import fxcfp
+from fxcfp._backstep import CHUNK, UNREACHED, LayerTensors, backstep, gate, normalised
+from tests.dense_backstep import assert_matches_dense, dense_backstep, dense_gate
+from tests.strategies import architectures
 
 
-def _dense(passed: torch.Tensor, depth: torch.Tensor, groups: int) -> torch.Tensor:
-    batch, _, per_group = passed.shape
-    child = torch.where(passed, depth[..., None] + 1, UNREACHED)
-    return child.view(batch, groups, -1, per_group).amin(2).reshape(batch, -1)
+def _network(seed: int, batch: int) -> tuple[list[LayerTensors], list[torch.Tensor],
+                                              torch.Tensor, int]:
+    """A random layered graph of wide layers: each channel map draws up to three producers from
+    every earlier layer and the input, so kernels of one layer lie at many depths; pooled inputs
+    with dead (zero) channels and ties, some layers grouped, one depth-wise."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def pick(options: list[int]) -> int:
+        return options[int(torch.randint(len(options), (1,), generator=gen))]
+
+    next_id = pick([3, 40])
+    produced = [torch.arange(next_id)]
+    layers, pooled = [], []
+    in_channels = next_id
+    for index in range(5):
+        out_channels = pick([1, 70, 300, 520]) if index < 4 else pick([10, 200])
+        groups = pick([1, 1, 1, 2]) if in_channels % 2 == 0 and out_channels % 2 == 0 else 1
+        if index == 2 and in_channels == out_channels:
+            groups = in_channels  # depth-wise
+        ids = torch.cat(produced)
+        width = pick([1, 2, 3])
+        sources = ids[torch.randint(ids.numel(), (in_channels, width), generator=gen)]
+        sources[torch.rand(in_channels, width, generator=gen) < 0.2] = -1
+        sources[:, 0] = ids[torch.randint(ids.numel(), (in_channels,), generator=gen)]
+        weight = torch.randn(out_channels, in_channels // groups, generator=gen)
+        a = torch.rand(batch, in_channels, generator=gen)
+        a[:, torch.rand(in_channels, generator=gen) < 0.1] = 0.0  # dead channels
+        a[:, : in_channels // 10] = 0.5  # ties
+        group_of_kernel = (None if groups == 1
+                           else torch.arange(out_channels) // (out_channels // groups))
+        layers.append((next_id, groups, weight, group_of_kernel, sources))
+        pooled.append(a)
+        produced.append(torch.arange(next_id, next_id + out_channels))
+        next_id += out_channels
+        in_channels = out_channels
+    total = next_id
+    tensors = []
+    for first, groups, weight, group_of_kernel, sources in layers:
+        members = (sources >= 0).sum(1).to(torch.int32)
+        tensors.append(LayerTensors(first, groups, weight, group_of_kernel,
+                                    torch.where(sources < 0, total, sources), members))
+    last = layers[-1][0]
+    roots = last + torch.randint(in_channels, (batch, 2), generator=gen)
+    return tensors, pooled, roots, total
 
 
-@pytest.mark.parametrize("groups", [1, 4])
-@pytest.mark.parametrize("uniform", [True, False])
-def test_channel_depth_fast_path_equals_the_masked_min(groups, uniform):
-    torch.manual_seed(groups)
-    passed = torch.rand(3, 8, 6) > 0.7
-    if uniform:  # one depth for every expanded kernel; the rest unreached
-        depth = torch.where(torch.rand(3, 8) > 0.3, 2, UNREACHED).to(torch.int32)
-    else:
-        depth = torch.randint(0, 4, (3, 8), dtype=torch.int32)
-    limit = 5
-    passed &= (depth < limit)[..., None]
-    assert torch.equal(_channel_depth(passed, depth, limit, groups), _dense(passed, depth, groups))
+def _counted_prefix(layer: LayerTensors, a: torch.Tensor, depth: torch.Tensor, visited: int,
+                    limit: int, threshold: float, top_k: int | None) -> int:
+    """The dense count of edges over a layer's first ``visited`` kernels in ascending depth."""
+    out_channels, per_group = layer.weight.shape
+    kernel_depth = depth[layer.first_id: layer.first_id + out_channels]
+    order = torch.sort(kernel_depth, stable=True).indices[:visited]
+    rows = order[kernel_depth[order] < limit]
+    if rows.numel() == 0:
+        return 0
+    passed = dense_gate(a[None], layer, threshold, top_k, rows)[3][0]
+    r, cand = passed.nonzero(as_tuple=True)
+    channel = (rows[r] // (out_channels // layer.groups)) * per_group + cand
+    return int(layer.members[channel].sum())
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize(("threshold", "max_depth", "top_k"),
+                         [(0.6, None, None), (0.0, None, None), (0.3, 2, None),
+                          (1.0, None, None), (0.5, None, 3), (0.6, 3, None)])
+def test_early_exit_equals_the_dense_back_step(seed, threshold, max_depth, top_k):
+    tensors, pooled, roots, total = _network(seed, batch=3)
+    options = {"threshold": threshold, "max_depth": max_depth, "top_k": top_k}
+    found = backstep(tensors, pooled, roots, total, **options)
+    assert torch.equal(found.depth, dense_backstep(tensors, pooled, roots, total, **options))
+    # the sync-free (GPU) form on the same inputs, and its counts are whole layers'
+    dense = backstep(tensors, pooled, roots, total, sync=False, **options)
+    assert torch.equal(dense.depth, found.depth)
+    assert bool((dense.visited == torch.tensor([t.weight.shape[0] for t in tensors])).all())
+    limit = UNREACHED if max_depth is None else max_depth
+    for b in range(roots.shape[0]):
+        for index, layer in enumerate(tensors):
+            visited = int(found.visited[b, index])
+            assert int(found.edges[b, index]) == _counted_prefix(
+                layer, pooled[index][b], found.depth[b], visited, limit, threshold, top_k)
+            assert int(dense.edges[b, index]) == _counted_prefix(
+                layer, pooled[index][b], dense.depth[b], layer.weight.shape[0], limit,
+                threshold, top_k)
+
+
+def test_the_early_exit_skips_kernels_and_max_depth_skips_layers():
+    tensors, pooled, roots, total = _network(3, batch=1)
+    wide = [i for i, t in enumerate(tensors) if t.weight.shape[0] > 2 * CHUNK and t.groups == 1]
+    assert wide
+    found = backstep(tensors, pooled, roots, total, threshold=0.0, max_depth=None, top_k=None)
+    # at threshold 0 a kernel selects every channel it can: the first chunk settles them all
+    for i in wide:
+        if bool((found.depth[0, tensors[i].first_id:][: tensors[i].weight.shape[0]]
+                 < UNREACHED).all()):
+            assert int(found.visited[0, i]) == CHUNK
+    shallow = backstep(tensors, pooled, roots, total, threshold=0.0, max_depth=1, top_k=None)
+    assert int(shallow.edges[0, :-1].sum()) == 0  # only the root layer was expanded
+
+
+class _NoHostReads(TorchFunctionMode):
+    """Fails on anything that would wait for a GPU: reading a value back on the host."""
+
+    BANNED = {torch.Tensor.__bool__, torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.cpu,
+              torch.Tensor.numpy, torch.Tensor.nonzero, torch.nonzero, torch.Tensor.__int__,
+              torch.Tensor.__float__, torch.Tensor.__index__, torch.Tensor.any, torch.Tensor.all}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in self.BANNED:
+            raise AssertionError(f"the back-step read the host: {func}")
+        return func(*args, **(kwargs or {}))
+
+
+def test_the_gpu_form_never_reads_the_host():
+    tensors, pooled, roots, total = _network(5, batch=2)
+    for max_depth, top_k in ((None, None), (2, 3)):
+        with _NoHostReads():
+            found = backstep(tensors, pooled, roots, total, threshold=0.6, max_depth=max_depth,
+                             top_k=top_k, sync=False)
+        assert torch.equal(found.depth, dense_backstep(
+            tensors, pooled, roots, total, threshold=0.6, max_depth=max_depth, top_k=top_k))
+
+
+@settings(deadline=None, max_examples=12)
+@given(architectures(), st.integers(0, 2**31 - 1))
+def test_pyramids_of_random_architectures_match_the_dense_back_step(arch, seed):
+    model, shape = arch
+    clip = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+    pyramid = fxcfp.analyze(model, clip[0], threshold=0.5)
+    assert_matches_dense(pyramid, thresholds=(0.0, 0.6), depths=(None, 2), top_ks=(None, 2))
 
 
 def test_gate_is_eq_1_and_2_with_exact_ends():
@@ -43,3 +161,15 @@ def test_gate_is_eq_1_and_2_with_exact_ends():
     # top_k keeps the best passing channels, lower index first on ties
     assert gate(pooled, layer, 0.0, 2)[3][0].sum(-1).tolist() == [2, 2]
     assert gate(pooled, layer, 0.0, 2)[3][0, 1].tolist() == [False, False, True, True]
+
+
+def test_per_sample_rows_gate_like_shared_rows():
+    torch.manual_seed(0)
+    pooled = torch.rand(2, 8)
+    layer = LayerTensors(0, 2, torch.randn(6, 4), torch.arange(6) // 3,
+                         torch.zeros(8, 1, dtype=torch.long))
+    rows = torch.tensor([[5, 0, 3], [1, 4, 2]])
+    per_sample = gate(pooled, layer, 0.5, None, rows)[3]
+    for b in range(2):
+        assert torch.equal(per_sample[b], gate(pooled[b:b + 1], layer, 0.5, None, rows[b])[3][0])
+    assert np.array_equal(per_sample.shape, (2, 3, 4))

@@ -135,6 +135,31 @@ def test_default_model_explains_the_bundled_clip(
     assert "Windsor tie" in report.read_text(encoding="utf-8")
 
 
+def test_contrast_and_map_mode_are_said_in_the_output_and_the_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    code, stdout, stderr = run(
+        ["explain", VIDEO, "--model", TINY, "--frames", "4", "--size", "32", "--class", "2",
+         "--contrast", "runner-up", "--maps", "paper", "--levels", "2", "--kernels", "2",
+         "--out", str(out)], capsys)
+    assert code == 0, stderr
+    lines = stdout.splitlines()
+    contrast = next(line for line in lines if line.startswith("contrast   "))
+    assert contrast.startswith("contrast   and not class ")
+    assert "maps       paper (SPEC's maps; --maps evidence weights them by the score)" in lines
+    assert any(line.startswith("class 2 and not class ") for line in lines)
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "drawn: <strong>paper maps</strong>" in html and 'id="contrast"' in html
+    code, stdout, _ = run(
+        ["explain", VIDEO, "--model", TINY, "--frames", "4", "--size", "32", "--levels", "2",
+         "--kernels", "2", "--out", str(out)], capsys)
+    assert code == 0
+    assert "maps       evidence (--maps paper draws SPEC's maps)" in stdout.splitlines()
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "drawn: <strong>evidence maps</strong>" in html and 'id="contrast"' not in html
+
+
 def test_import_spec_reads_consecutive_frames_with_a_chosen_normalization(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -204,6 +229,13 @@ def test_python_m_fxcfp_reports_bad_input_in_one_line(tmp_path: Path) -> None:
         (["explain", "--class", "windsor tye"], "did you mean 'Windsor tie'"),
         (["explain", "--class", "qwertyuiop"], "pass a class index 0..999 or an exact name"),
         (["explain", "--model", TINY, "--class", "cat"], "this model has no class names"),
+        (["explain", "--maps", "gradcam"], "argument --maps: invalid choice: 'gradcam'"),
+        (["explain", "--contrast", "1000"], "--contrast 1000 is out of range; the model has "
+         "1000 classes"),
+        (["explain", "--model", TINY, "--contrast", "dog"],
+         "--contrast 'dog': this model has no class names"),
+        (["explain", "--model", TINY, "--frames", "2", "--size", "16", "--class", "1",
+          "--contrast", "1"], "contrast=1 is the class explained (cls=1)"),
         (["explain", "--model", "torchvision:r3d_18", "--weights", "missing.pth"],
          "--weights: no such file"),
         (["explain", "--start", "100", "--frames", "1", "--size", "16"], "past the end"),

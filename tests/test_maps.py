@@ -74,8 +74,11 @@ def test_kernel_and_layer_maps_are_made_of_the_passing_channels():
     up = pyramid.kernel_map("b", pyramid.layers[1].kernels[0], upsample=True)
     assert up.shape == (8, 12, 12)
     assert pyramid.temporal_profile("b").shape == (8,)
-    # the linear layer's input has no space or time: its map carries no location
-    assert torch.equal(pyramid.layer_map("fc", upsample=True), torch.zeros(8, 12, 12))
+    # the linear layer's input has no space or time: it is drawn on the tensor before the mean
+    with torch.no_grad():
+        pre_pool = torch.relu(model.b(a_b[None]))[0]
+    fc_channels = sorted(graph.nodes[c]["channel"] for c in graph.successors(pyramid.root))
+    assert torch.allclose(pyramid.layer_map("fc"), pre_pool[fc_channels].sum(0), atol=1e-6)
 
 
 def test_maps_reject_unknown_layers_and_kernels():
@@ -176,3 +179,77 @@ def test_layer_maps_of_a_conv1d_audio_model_on_16000_samples():
         heat = pyramid.layer_map(level.name, upsample=True)
         assert heat.shape == (16000,) and 0.0 <= float(heat.min()) <= float(heat.max()) <= 1.0
     assert time.process_time() - start < 10.0
+
+
+def _cam_case(name: str) -> tuple[nn.Module, torch.Tensor, nn.Module]:
+    """A network, a clip, and the module whose output is the tensor before the global pool."""
+    torch.manual_seed(0)
+    if name == "r3d_18":
+        import torchvision
+
+        model = torchvision.models.video.r3d_18().eval()
+        return model, torch.randn(3, 8, 32, 32), model.layer4
+    from fxcfp.zoo.efficientnet_lite import efficientnet_lite0_3d
+
+    model = efficientnet_lite0_3d(pretrained=False).eval()
+    return model, torch.randn(3, 4, 64, 64), model._act
+
+
+@pytest.mark.parametrize("name", ["r3d_18", "efficientnet_lite0"])
+def test_the_classifier_is_drawn_as_the_cam_of_its_selected_channels_before_the_pool(name):
+    model, clip, head = _cam_case(name)
+    pyramid = fxcfp.analyze(model, clip, max_depth=2)
+    seen: list[torch.Tensor] = []
+    handle = head.register_forward_hook(lambda module, args, out: seen.append(out.detach()))
+    try:
+        with torch.no_grad():
+            model(clip[None])
+    finally:
+        handle.remove()
+    pre_pool = seen[-1][0]  # the last call of a shared activation module is the head's
+    classifier = pyramid.layers[0].name
+    # a residual add gives each channel two producers: count the channel once
+    channels = sorted({pyramid.graph.nodes[c]["channel"]
+                       for c in pyramid.graph.successors(pyramid.root)})
+    assert channels
+    layer_map = pyramid.layer_map(classifier)
+    assert layer_map.shape == pre_pool.shape[1:]
+    assert torch.allclose(layer_map, pre_pool[channels].sum(0), rtol=1e-5, atol=1e-5)
+    kernel_map = pyramid.kernel_map(classifier, pyramid.target)
+    assert torch.allclose(kernel_map, pre_pool[channels].mean(0), rtol=1e-5, atol=1e-6)
+    up = pyramid.layer_map(classifier, upsample=True)
+    assert up.shape == clip.shape[1:] and float(up.max()) == 1.0
+
+
+class NoPrePool(nn.Module):
+    """A squeeze-excitation gate whose second layer reads the first (no location upstream
+    through weight-free ops), and a classifier on features flattened from ``C x 2 x 2``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(3, 4, 3, padding=1)
+        self.squeeze = nn.Conv3d(4, 2, 1)
+        self.excite = nn.Conv3d(2, 4, 1)
+        self.fc = nn.Linear(16, 3)
+
+    def forward(self, x):
+        x = torch.relu(self.conv(x))
+        g = torch.sigmoid(self.excite(torch.relu(self.squeeze(x.mean((2, 3, 4), keepdim=True)))))
+        x = nn.functional.adaptive_avg_pool3d(x * g, (1, 2, 2))
+        return self.fc(x.flatten(1))
+
+
+def test_layers_without_a_one_to_one_tensor_upstream_keep_maps_without_location():
+    torch.manual_seed(0)
+    model = NoPrePool().eval()
+    clip = torch.randn(3, 4, 8, 8)
+    pyramid = fxcfp.analyze(model, clip, threshold=0.0)
+    layers = {layer.name: layer for layer in pyramid._plan.layers}
+    # the squeeze reads the mean of the conv's output: drawn there
+    assert layers["squeeze"].map_node != layers["squeeze"].input_node
+    assert layers["conv"].map_node == layers["conv"].input_node
+    for name in ("excite", "fc"):
+        assert (layers[name].map_node, layers[name].map_channel_dim) == (
+            layers[name].input_node, layers[name].channel_dim)
+        assert torch.equal(pyramid.layer_map(name, upsample=True), torch.zeros(4, 8, 8))
+    assert float(pyramid.layer_map("squeeze", upsample=True).max()) == 1.0

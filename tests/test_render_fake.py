@@ -76,6 +76,7 @@ class FakePyramid:
             for k in layer.kernels
         }
         self._cache: dict[tuple[str, int | None, bool], torch.Tensor] = {}
+        self.modes_asked: set[str] = set()  # the map modes a renderer asked for
         graph = nx.DiGraph(target=target, threshold=self.threshold, probability=self.probability)
         for layer in layers:
             for k in layer.kernels:
@@ -113,7 +114,9 @@ class FakePyramid:
             t, h, w = max(t // 4, 1), max(h // 8, 1), max(w // 8, 1)
         return (h, w) if self.image else (t, h, w)
 
-    def kernel_map(self, layer: str, kernel: int, *, upsample: bool = False) -> torch.Tensor:
+    def kernel_map(self, layer: str, kernel: int, *, upsample: bool = False,
+                   mode: str = "paper") -> torch.Tensor:
+        self.modes_asked.add(mode)
         key = (layer, kernel, upsample)
         if key not in self._cache:
             self._cache[key] = self._blob(self._layer(layer), kernel, upsample)
@@ -122,7 +125,7 @@ class FakePyramid:
     def _blob(self, layer: FakeLayer, kernel: int, upsample: bool) -> torch.Tensor:
         shape = self._shape(layer, upsample)
         if layer.name == "fc":
-            # a linear layer's input has no space or time left: no location, all zeros
+            # a classifier with no located tensor upstream: no location, all zeros
             return torch.zeros(shape)
         t, h, w = (1, *shape) if self.image else shape
         cy, cx = self._centres[(layer.name, kernel)]
@@ -134,11 +137,13 @@ class FakePyramid:
         blob = (blob - blob.min()) / (blob.max() - blob.min())
         return torch.from_numpy(blob.astype(np.float32).reshape(shape))
 
-    def layer_map(self, layer: str, *, upsample: bool = False) -> torch.Tensor:
+    def layer_map(self, layer: str, *, upsample: bool = False,
+                  mode: str = "paper") -> torch.Tensor:
+        self.modes_asked.add(mode)
         key = (layer, None, upsample)
         if key not in self._cache:
             kernels = self._layer(layer).kernels
-            total = sum(self.kernel_map(layer, k, upsample=upsample) for k in kernels)
+            total = sum(self.kernel_map(layer, k, upsample=upsample, mode=mode) for k in kernels)
             span = total.max() - total.min()
             self._cache[key] = (total - total.min()) / span if span > 0 else total * 0
         return self._cache[key]

@@ -38,6 +38,7 @@ from torch import fx, nn
 import fxcfp
 from fxcfp._backstep import UNREACHED
 from fxcfp.passes import WEIGHTED_LAYER
+from tests.dense_backstep import assert_matches_dense
 from tests.models import assert_unchanged, snapshot
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")  # pytorchvideo's jit use
@@ -353,6 +354,9 @@ def test_support_matrix(case: Case) -> None:
     assert set(leaves) == set(plan.input_names)
     for index, (name, count) in enumerate(leaves.items()):
         assert (count > 0) == (index in reach.inputs), f"{case.name}: leaves of {name}: {count}"
+
+    # the early-exit back-step and its edge counts equal the dense back-step's, bit for bit
+    assert_matches_dense(first, thresholds=(0.0, 0.6), depths=(None, 3))
 
     # the same result on a second call. The depths decide the graph's nodes, and with the
     # pooled inputs (and the model's weights) every edge; the edges themselves are compared

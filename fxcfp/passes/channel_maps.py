@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from .._errors import (
 )
 from .inplace import INPLACE
 from .labels import NONE, new_label
+from .map_nodes import find_map_node
 from .rules import NotExplainableError, RuleCall, RuleError, lookup_rule
 from .weighted_layers import WEIGHTED_LAYER, WeightedLayer
 
@@ -37,12 +39,17 @@ class ChannelMap:
         pathway: the model input this layer belongs to (the one it is fewest weighted layers
             away from); maps are drawn over that input.
         input_shape: shape of the activation the layer reads, batch dim included.
+        map_node: the node whose output the layer's maps are drawn on: its input, or for an
+            input without location the pre-pool tensor (see :mod:`fxcfp.passes.map_nodes`).
+        map_channel_dim: the channel dim of ``map_node``'s output.
     """
 
     sources: torch.Tensor
     first_id: int
     pathway: int
     input_shape: tuple[int, ...]
+    map_node: str
+    map_channel_dim: int
 
 
 @dataclass(frozen=True)
@@ -115,13 +122,18 @@ def _any_label(labels: Any) -> bool:
 class _LabelInterpreter(fx.Interpreter):
     """Runs the graph on real values and, beside them, on channel labels."""
 
-    def __init__(self, gm: fx.GraphModule) -> None:
+    def __init__(self, gm: fx.GraphModule,
+                 observe: Callable[[fx.Node, Any], None] | None = None) -> None:
         super().__init__(gm, garbage_collect_values=True)
+        self.observe = observe
         self.extra_traceback = False  # our errors name the node themselves
         self.labels: dict[fx.Node, Any] = {}
         self.hops: dict[fx.Node, dict[int, int]] = {}
         self.next_id = 0
         self.inputs: list[tuple[int, int]] = []
+        self.input_ranks: list[int] = []
+        # output shapes, for finding where maps of a layer without location are drawn
+        self.shapes: dict[fx.Node, tuple[int, ...]] = {}
 
     def _ids(self, count: int) -> torch.Tensor:
         ids = torch.arange(self.next_id, self.next_id + count)
@@ -150,6 +162,12 @@ class _LabelInterpreter(fx.Interpreter):
         return _mutable(args), _mutable(kwargs)
 
     def run_node(self, n: fx.Node) -> Any:
+        value = self._run_node(n)
+        if self.observe is not None:
+            self.observe(n, value)
+        return value
+
+    def _run_node(self, n: fx.Node) -> Any:
         try:
             value = super().run_node(n)
         except (UnsupportedOpError, UnsupportedModelError, ModelCallError):
@@ -161,6 +179,8 @@ class _LabelInterpreter(fx.Interpreter):
                 f"{describe_model_error(err)}"
             ) from err
         self.hops[n] = self._hops_of(n)
+        if isinstance(value, torch.Tensor):
+            self.shapes[n] = tuple(value.shape)
         if n.op == "placeholder":
             if isinstance(value, torch.Tensor):
                 if value.dim() < 2:
@@ -169,6 +189,7 @@ class _LabelInterpreter(fx.Interpreter):
                         "inputs must be N x C x ... tensors"
                     )
                 self.inputs.append((self.next_id, value.shape[1]))
+                self.input_ranks.append(value.dim())
                 self.labels[n] = new_label(self._ids(value.shape[1]), value.dim(), 1)
                 self.hops[n] = {len(self.inputs) - 1: 0}
             return value
@@ -184,10 +205,6 @@ class _LabelInterpreter(fx.Interpreter):
         if n.meta.get(INPLACE):
             self._check_aliases(n, value)
         return value
-
-    def call_module(self, target: Any, args: tuple, kwargs: dict) -> Any:
-        # the module's own forward, without its hooks: the capture runs them, once per call
-        return self.fetch_attr(target).forward(*args, **kwargs)
 
     def _check_aliases(self, n: fx.Node, value: Any) -> None:
         """An in-place edit is followed through the node that made the tensor (the graph is
@@ -258,11 +275,15 @@ class _LabelInterpreter(fx.Interpreter):
         node_hops = self.hops[n]
         pathway = min(node_hops, key=lambda p: (node_hops[p], p)) if node_hops else 0
         self.hops[n] = {p: h + 1 for p, h in node_hops.items()}
+        map_node, map_dim = find_map_node(self._input_node(n, layer), dim, self.labels,
+                                          self.shapes, self.input_ranks[pathway])
         n.meta[CHANNEL_MAP] = ChannelMap(
             sources=_per_channel(label, source.shape, dim),
             first_id=self.next_id,
             pathway=pathway,
             input_shape=tuple(source.shape),
+            map_node=map_node,
+            map_channel_dim=map_dim,
         )
         out_dim = 1 if layer.kind == "conv" else value.dim() - 1
         self.labels[n] = new_label(self._ids(layer.out_channels), value.dim(), out_dim)
@@ -290,10 +311,15 @@ def _per_channel(label: torch.Tensor | None, shape: torch.Size, dim: int) -> tor
     return table
 
 
-def annotate_channel_maps(gm: fx.GraphModule, *inputs: torch.Tensor) -> fx.GraphModule:
+def annotate_channel_maps(gm: fx.GraphModule, *inputs: torch.Tensor,
+                          observe: Callable[[fx.Node, Any], None] | None = None
+                          ) -> fx.GraphModule:
     """Write CHANNEL_MAP into node.meta of every weighted layer, and OUTPUT_MAP on the output node:
-    which producer kernels (or input channels) feed each channel through weight-free ops."""
-    interpreter = _LabelInterpreter(gm)
+    which producer kernels (or input channels) feed each channel through weight-free ops.
+
+    ``observe(node, value)`` sees every node's real value as the pass runs the graph (the
+    analysis takes its first pooled inputs from it instead of running the model again)."""
+    interpreter = _LabelInterpreter(gm, observe)
     with torch.no_grad():
         output = interpreter.run(*inputs)
     out_node = next(n for n in gm.graph.nodes if n.op == "output")

@@ -30,8 +30,10 @@ def kernel_graph(
     alpha: float,
     cmap: str,
     progress: bool,
+    maps: str = "paper",
 ) -> tuple[list[GraphRow], list[tuple[str, str, float]], list[str]]:
-    """The graph's rows and edges, and one HTML panel per clickable kernel."""
+    """The graph's rows and edges, and one HTML panel per clickable kernel (its kernel-wise map
+    in the ``maps`` mode)."""
     ids: dict[str, str] = {}
     rows: list[GraphRow] = []
     chosen: list[tuple[Any, GraphNode]] = []
@@ -77,7 +79,7 @@ def kernel_graph(
     in_flight: deque[Future[bytes | None]] = deque()
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         for layer, node in tqdm(chosen, desc="fxcfp kernels", unit="kernel", disable=not progress):
-            heat = optional_map(pyramid.kernel_map, layer.name, node.channel)
+            heat = optional_map(pyramid.kernel_map, layer.name, node.channel, mode=maps)
             in_flight.append(pool.submit(animate, heat, int(getattr(layer, "pathway", 0))))
             if len(in_flight) > 2 * WORKERS:
                 gifs.append(in_flight.popleft().result())

@@ -25,7 +25,8 @@ _FONT_SIZE = 13
 _MAX_LABEL = 40
 
 
-def contact_sheet(rows: Sequence[tuple[str, np.ndarray]], *, columns: int = 8) -> np.ndarray:
+def contact_sheet(rows: Sequence[tuple[str, np.ndarray]], *, columns: int = 8,
+                  title: str | None = None) -> np.ndarray:
     """Lay out pyramid levels as rows of frames: one row per level, frames left to right.
 
     Args:
@@ -34,6 +35,7 @@ def contact_sheet(rows: Sequence[tuple[str, np.ndarray]], *, columns: int = 8) -
             the first row are resized to it.
         columns: How many frames to show per row, evenly spaced over the clip (fewer if the
             longest row has fewer frames).
+        title: Lines drawn above the sheet (the class and the map mode, say); ``None``: none.
 
     Returns:
         The sheet as one ``H x W x 3`` ``uint8`` image, labels on the left.
@@ -45,6 +47,7 @@ def contact_sheet(rows: Sequence[tuple[str, np.ndarray]], *, columns: int = 8) -
         (2, 3)
     """
     checked = _check_rows(rows, "contact_sheet")
+    title_lines = _title_lines(title, "contact_sheet")
     if isinstance(columns, bool) or not isinstance(columns, (int, np.integer)):
         raise InvalidTypeError(f"contact_sheet(columns=...) takes an int, got {columns!r}.")
     if columns < 1:
@@ -57,6 +60,8 @@ def contact_sheet(rows: Sequence[tuple[str, np.ndarray]], *, columns: int = 8) -
     gutter = max(_text_width(label, font) for label in labels) + 2 * _PAD
     # frame numbers only mean the same thing down a column when every row has the same length
     header = _FONT_SIZE + 2 * _PAD if len(lengths) == 1 else _PAD
+    banner = len(title_lines) * (_FONT_SIZE + 4) + (_PAD if title_lines else 0)
+    header += banner
     width = gutter + count * (tile_w + _GAP) - _GAP + _PAD
     height = header + len(checked) * (tile_h + _GAP) - _GAP + _PAD
     sheet = np.full((height, width, 3), _BACKGROUND, dtype=np.uint8)
@@ -72,12 +77,15 @@ def contact_sheet(rows: Sequence[tuple[str, np.ndarray]], *, columns: int = 8) -
     for row, label in enumerate(labels):
         middle = header + row * (tile_h + _GAP) + tile_h // 2
         draw.text((_PAD, middle), label, fill=_INK, font=font, anchor="lm")
+    for line, text in enumerate(title_lines):
+        draw.text((_PAD, _PAD // 2 + line * (_FONT_SIZE + 4)), text, fill=_INK, font=font)
     if len(lengths) == 1:
         picks = np.rint(np.linspace(0, lengths.pop() - 1, count)).astype(int)
         for column, frame_index in enumerate(picks):
             centre = gutter + column * (tile_w + _GAP) + tile_w // 2
             draw.text(
-                (centre, header // 2), f"t={frame_index}", fill=_MUTED, font=font, anchor="mm"
+                (centre, banner + (header - banner) // 2), f"t={frame_index}", fill=_MUTED,
+                font=font, anchor="mm"
             )
     return np.asarray(canvas)
 
@@ -94,7 +102,8 @@ def pyramid_figure(
     Args:
         levels: ``(label, image)`` pairs, top level first (deepest in the network, closest to the
             class); each image is ``H x W x 3`` ``uint8``. Labels may span several lines.
-        title: Drawn above the apex (the class, say); ``None`` for none.
+        title: Drawn above the apex (the class and the map mode, say; lines split on
+            ``"\\n"``); ``None`` for none.
 
     Returns:
         The figure as one ``H x W x 3`` ``uint8`` image.
@@ -106,10 +115,7 @@ def pyramid_figure(
         3
     """
     checked = _check_rows(levels, "pyramid_figure", single=True)
-    if title is not None and not isinstance(title, str):
-        raise InvalidTypeError(
-            f"pyramid_figure(title=...) takes a str, got {type(title).__name__}."
-        )
+    title_lines = _title_lines(title, "pyramid_figure")
     count = len(checked)
     aspect = checked[-1][1].shape[0] / checked[-1][1].shape[1]
     # the apex level is a third of the base; widths grow linearly down the pyramid
@@ -124,7 +130,7 @@ def pyramid_figure(
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     label_w = max(int(probe.multiline_textbbox((0, 0), label, font=font)[2]) for label in labels)
     link = 14
-    apex = 0 if title is None else _FONT_SIZE + 2 * _PAD + 28
+    apex = 0 if not title_lines else len(title_lines) * (_FONT_SIZE + 4) + 2 * _PAD + 24
     width = 2 * _PAD + base + 3 * _PAD + label_w + _PAD
     height = _PAD + apex + sum(heights) + link * (count - 1) + _PAD
     canvas = Image.new("RGB", (width, height), _BACKGROUND)
@@ -132,14 +138,16 @@ def pyramid_figure(
     centre = 2 * _PAD + base // 2
     label_x = 2 * _PAD + base + 3 * _PAD
     top = _PAD + apex
-    if title is not None:
+    if title_lines:
         half = widths[0] // 2
         draw.polygon(
             [(centre, top - 26), (centre - half, top - 2), (centre + half, top - 2)],
             fill=_PYRAMID_FILL,
             outline=_PYRAMID_EDGE,
         )
-        draw.text((centre, _PAD), _shorten(title), fill=_INK, font=font, anchor="mt")
+        for line, text in enumerate(title_lines):
+            draw.text((centre, _PAD + line * (_FONT_SIZE + 4)), text, fill=_INK, font=font,
+                      anchor="mt")
     for index, ((_, image), label) in enumerate(zip(checked, labels, strict=True)):
         w, h = widths[index], heights[index]
         left = centre - w // 2
@@ -211,6 +219,14 @@ def _font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 def _text_width(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont) -> int:
     left, _, right, _ = font.getbbox(text)
     return int(right - left)
+
+
+def _title_lines(title: str | None, where: str) -> list[str]:
+    if title is None:
+        return []
+    if not isinstance(title, str):
+        raise InvalidTypeError(f"{where}(title=...) takes a str, got {type(title).__name__}.")
+    return [_shorten(line) for line in title.splitlines()]
 
 
 def _shorten(text: str) -> str:

@@ -20,14 +20,17 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 from fxcfp._errors import InvalidArgumentError, InvalidTypeError
+from fxcfp._evidence import DEFAULT_MAPS
 from fxcfp.render.figures import contact_sheet, pyramid_figure
 from fxcfp.render.frames import resolve_frames
 from fxcfp.render.overlay import _check_alpha, _check_cmap, overlay
 from fxcfp.render.writers import save_frames_png, save_gif, save_mp4, save_png
 
-__all__ = ["RenderedLevel", "RenderResult", "render_pyramid"]
+__all__ = ["DEFAULT_MAPS", "MAP_MODES", "RenderedLevel", "RenderResult", "render_pyramid"]
 
 FORMATS = ("png", "gif", "mp4")
+MAP_MODES = ("evidence", "paper")
+_MODE_WORDS = {"evidence": "evidence maps", "paper": "paper maps"}
 _FPS = 8
 # encoder threads; a few are enough to keep zlib, LZW and x264 busy beside the colouring
 WORKERS = max(1, min(4, os.cpu_count() or 1))
@@ -100,11 +103,12 @@ def render_pyramid(
     formats: Sequence[str] = FORMATS,
     max_levels: int | None = None,
     progress: bool = False,
+    maps: str = DEFAULT_MAPS,
 ) -> RenderResult:
     """Draw every level of a pyramid over the clip's frames and write the pictures.
 
     Each level's layer-wise map (upsampled to the clip) is blended over the frames of the input
-    it belongs to. Written under ``out_dir``: ``levels/NN_<layer>/frame_000.png ...`` (``"png"``),
+    it belongs to; the figures' titles say which map mode is drawn. Written under ``out_dir``: ``levels/NN_<layer>/frame_000.png ...`` (``"png"``),
     ``levels/NN_<layer>.gif`` (``"gif"``), ``levels/NN_<layer>.mp4`` (``"mp4"``), and always
     ``contact_sheet.png`` and ``pyramid.png``.
 
@@ -123,6 +127,9 @@ def render_pyramid(
         formats: Which per-level files to write, any of ``"png"``, ``"gif"``, ``"mp4"``.
         max_levels: Draw this many levels, spread from the class to the deepest; ``None``: all.
         progress: Show a tqdm progress bar.
+        maps: ``"evidence"`` (the default: the selected channels weighted by each voxel's
+            contribution to the class score, ``Pyramid.layer_map(..., mode="evidence")``) or
+            ``"paper"`` (SPEC's maps: the selected channels' activations).
 
     Returns:
         A :class:`RenderResult` listing the files.
@@ -147,6 +154,7 @@ def render_pyramid(
         max_levels=max_levels,
         progress=progress,
         where="render_pyramid",
+        maps=maps,
     )
     return result
 
@@ -166,20 +174,23 @@ def render_with_frames(
     progress: bool,
     where: str,
     class_name: str | None = None,
+    contrast_name: str | None = None,
+    maps: str = DEFAULT_MAPS,
 ) -> tuple[RenderResult, list[np.ndarray]]:
     """:func:`render_pyramid`, also handing back the frames of each input (for the report)."""
     alpha = _check_alpha(alpha, where)
     _check_cmap(cmap)
+    maps = check_maps(maps, where)
     wanted = _check_formats(formats)
     layers = pyramid_levels(pyramid, max_levels, where=where)
     prefetch = getattr(pyramid, "prefetch_maps", None)
-    if callable(prefetch):  # one targeted forward for every level drawn, not one per level
-        prefetch([layer.name for layer in layers])
+    if callable(prefetch):  # one pass for every level drawn, not one per level
+        prefetch([layer.name for layer in layers], mode=maps)
     pixels = resolve_frames(pyramid, frames=frames, clip=clip, mean=mean, std=std, where=where)
     root = Path(out_dir)
     level_dir = root / "levels"
     level_dir.mkdir(parents=True, exist_ok=True)
-    title = f"{class_name or f'class {pyramid.target}'}  (p = {float(pyramid.probability):.3f})"
+    title = figure_title(pyramid, maps, class_name, contrast_name)
     # zlib, GIF's LZW and x264 all release the GIL: encode level k while level k+1 is coloured
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         pending = []
@@ -190,7 +201,7 @@ def render_with_frames(
         for layer in tqdm(layers, desc="fxcfp render", unit="level", disable=not progress):
             index = position[id(layer)]  # file names keep the level's place in the pyramid
             pathway = int(getattr(layer, "pathway", 0))
-            heat = optional_map(pyramid.layer_map, layer.name)
+            heat = optional_map(pyramid.layer_map, layer.name, mode=maps)
             if heat is None:
                 skipped.append(layer.name)
                 continue
@@ -207,7 +218,8 @@ def render_with_frames(
                 f"{where}: none of the pyramid's levels has a map to draw (their kernels lie at "
                 "max_depth and were not expanded). Hint: raise max_depth in fxcfp.analyze."
             )
-        sheet = pool.submit(lambda: save_png(contact_sheet(sheet_rows), root / "contact_sheet.png"))
+        sheet = pool.submit(lambda: save_png(contact_sheet(sheet_rows, title=title),
+                                             root / "contact_sheet.png"))
         figure = save_png(pyramid_figure(peaks, title=title), root / "pyramid.png")
         rendered = tuple(
             RenderedLevel(name, pathway, *job.result(), profile, peak)
@@ -217,16 +229,37 @@ def render_with_frames(
     return RenderResult(root, rendered, sheet_path, figure, tuple(skipped)), pixels
 
 
-def optional_map(method: Any, *args: Any) -> torch.Tensor | None:
-    """``method(*args, upsample=True)``, or ``None`` where the pyramid has no map there.
+def optional_map(method: Any, *args: Any, mode: str) -> torch.Tensor | None:
+    """``method(*args, upsample=True, mode=mode)``, or ``None`` where the pyramid has no map.
 
     The pyramid refuses (``InvalidArgumentError``) a layer or kernel at ``max_depth``: it was
     reached but not expanded, so no input channel was selected for it.
     """
     try:
-        return method(*args, upsample=True)
+        return method(*args, upsample=True, mode=mode)
     except InvalidArgumentError:
         return None
+
+
+def check_maps(maps: Any, where: str) -> str:
+    """The map mode a picture draws, or an error naming the call and the choices."""
+    if not isinstance(maps, str) or maps not in MAP_MODES:
+        raise InvalidArgumentError(
+            f"{where}(maps={maps!r}): unknown map mode; use maps='evidence' (each voxel "
+            "weighted by its contribution to the class score) or maps='paper' (SPEC's maps)."
+        )
+    return maps
+
+
+def figure_title(pyramid: Any, maps: str, class_name: str | None = None,
+                 contrast_name: str | None = None) -> str:
+    """Two lines over a figure: the class (and the class it is contrasted with), and which
+    maps are drawn, so that a picture never hides its mode."""
+    name = class_name or f"class {pyramid.target}"
+    contrast = getattr(pyramid, "contrast", None)
+    if contrast is not None:
+        name = f"{name}, not {contrast_name or f'class {contrast}'}"
+    return f"{name}  (p = {float(pyramid.probability):.3f})\n{_MODE_WORDS[maps]}"
 
 
 def _write_level(

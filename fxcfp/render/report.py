@@ -15,12 +15,33 @@ from fxcfp._errors import InvalidArgumentError, InvalidTypeError
 from fxcfp.render._graph_view import data_uri, kernel_graph
 from fxcfp.render._report_assets import CSS, SCRIPT
 from fxcfp.render._svg import GraphRow, graph_svg, profile_svg
-from fxcfp.render.pyramid_views import FORMATS, RenderResult, level_caption, pyramid_levels
+from fxcfp.render.pyramid_views import (
+    DEFAULT_MAPS,
+    FORMATS,
+    RenderResult,
+    check_maps,
+    level_caption,
+    pyramid_levels,
+)
 from fxcfp.render.pyramid_views import render_with_frames as _render
 
 __all__ = ["write_report"]
 
 _TOP = 5
+# what a level's map shows, said on the page beside the pictures
+_MAP_WORDS = {
+    "evidence": (
+        "evidence maps: the level's selected channels, each voxel weighted by its own "
+        "first-order contribution to the class score (gradient × activation, one backward "
+        "pass), counted once per kernel above that relies on the channel; only voxels that "
+        "raise the score are shown"
+    ),
+    "paper": (
+        "paper maps (SPEC): the activations of the level's selected channels, counted once "
+        "per kernel above that relies on the channel; they show where the layer fires, the "
+        "same for every class"
+    ),
+}
 
 
 def write_report(
@@ -37,6 +58,7 @@ def write_report(
     max_kernels_per_layer: int = 8,
     max_levels: int | None = None,
     progress: bool = False,
+    maps: str = DEFAULT_MAPS,
 ) -> Path:
     """Write ``report.html``, a single file that opens offline, plus the pictures beside it.
 
@@ -62,6 +84,10 @@ def write_report(
             highest-scoring ones.
         max_levels: Show this many levels, spread from the class to the deepest; ``None``: all.
         progress: Show tqdm progress bars.
+        maps: ``"evidence"`` (default) or ``"paper"``: which maps every picture draws (see
+            :func:`fxcfp.render.render_pyramid`); the page says which. For a contrastive
+            pyramid (``fxcfp.analyze(..., contrast=...)``) the page adds a "why A and not B"
+            panel.
 
     Returns:
         The path of ``report.html``.
@@ -84,7 +110,10 @@ def write_report(
         raise InvalidArgumentError(
             f"write_report(max_kernels_per_layer={max_kernels_per_layer}) must be at least 1."
         )
+    maps = check_maps(maps, "write_report")
     target_name = names[int(pyramid.target)]
+    contrast = getattr(pyramid, "contrast", None)
+    contrast_name = None if contrast is None else names[int(contrast)]
     result, pixels = _render(
         pyramid,
         out_dir,
@@ -99,12 +128,14 @@ def write_report(
         progress=progress,
         where="write_report",
         class_name=target_name,
+        contrast_name=contrast_name,
+        maps=maps,
     )
     # every chosen level, drawn or not: a level at max_depth has kernels but no map
     layers = pyramid_levels(pyramid, max_levels, where="write_report")
     graph = pyramid.graph
     rows, edges, panels = kernel_graph(
-        pyramid, graph, layers, pixels, int(max_kernels_per_layer), alpha, cmap, progress
+        pyramid, graph, layers, pixels, int(max_kernels_per_layer), alpha, cmap, progress, maps
     )
     page = "".join(
         [
@@ -112,10 +143,11 @@ def write_report(
             '<meta name="viewport" content="width=device-width, initial-scale=1">',
             f"<title>{escape(target_name)} · Class Feature Pyramid</title>",
             f"<style>{CSS}</style></head><body>",
-            _hero(pyramid, probabilities, names, len(layers)),
+            _hero(pyramid, probabilities, names, len(layers), maps),
             "<main>",
-            _figures_section(result),
-            _levels_section(tuple(pyramid.layers), result),
+            _contrast_section(pyramid, probabilities, names, result),
+            _figures_section(result, maps),
+            _levels_section(tuple(pyramid.layers), result, maps),
             _graph_section(rows, edges, panels, target_name, cmap),
             _summary_section(pyramid, tuple(pyramid.layers), result.skipped),
             _footer(result),
@@ -144,8 +176,13 @@ def _class_names(labels: Sequence[str] | None, count: int) -> list[str]:
     return [str(name) for name in labels]
 
 
-def _hero(pyramid: Any, probabilities: torch.Tensor, names: list[str], levels: int) -> str:
+def _hero(pyramid: Any, probabilities: torch.Tensor, names: list[str], levels: int,
+          maps: str) -> str:
     target = int(pyramid.target)
+    contrast = getattr(pyramid, "contrast", None)
+    versus = "" if contrast is None else (
+        f'<p class="meta">and not <strong>{escape(names[int(contrast)])}</strong>: a '
+        "contrastive pyramid</p>")
     top = torch.topk(probabilities, min(_TOP, len(probabilities)))
     depth = "none" if pyramid.max_depth is None else str(pyramid.max_depth)
     rows = []
@@ -157,22 +194,25 @@ def _hero(pyramid: Any, probabilities: torch.Tensor, names: list[str], levels: i
         )
     return (
         '<header class="hero"><div><h1>Class Feature Pyramid</h1>'
-        f'<p class="prediction">{escape(names[target])}</p>'
+        f'<p class="prediction">{escape(names[target])}</p>{versus}'
         f'<p class="meta">probability {float(pyramid.probability):.3f} · threshold '
-        f"{float(pyramid.threshold):g} · max depth {depth} · {levels} levels</p></div>"
+        f"{float(pyramid.threshold):g} · max depth {depth} · {levels} levels</p>"
+        f'<p class="meta maps">drawn: <strong>{maps} maps</strong> — '
+        f"{escape(_MAP_WORDS[maps].split(': ', 1)[1])}</p></div>"
         '<table class="top5"><tr><th>top classes</th><th>p</th><th></th></tr>'
         f"{''.join(rows)}</table></header>"
     )
 
 
-def _figures_section(result: RenderResult) -> str:
+def _figures_section(result: RenderResult, maps: str) -> str:
     pyramid_png = data_uri(result.pyramid.read_bytes(), "image/png")
     sheet_png = data_uri(result.contact_sheet.read_bytes(), "image/png")
     return (
         '<section id="pyramid"><h2>The pyramid</h2><p class="lead">Each level is one layer, '
-        "the one closest to the class on top; its map (the informative kernels of the layer, "
-        "weighted by how many kernels above rely on them) is drawn over the frame where it is "
-        "strongest. The contact sheet shows every level over the whole clip.</p>"
+        "the one closest to the class on top, drawn over the frame where its map is "
+        f"strongest. The maps are {escape(_MAP_WORDS[maps])}. The class level is drawn on the "
+        "tensor before the global pool. The contact sheet shows every level over the whole "
+        "clip.</p>"
         '<div class="figures">'
         f'<figure><img alt="the class feature pyramid" src="{pyramid_png}">'
         "<figcaption>pyramid.png</figcaption></figure>"
@@ -181,7 +221,7 @@ def _figures_section(result: RenderResult) -> str:
     )
 
 
-def _levels_section(layers: Sequence[Any], result: RenderResult) -> str:
+def _levels_section(layers: Sequence[Any], result: RenderResult, maps: str) -> str:
     by_name = {layer.name: (index, layer) for index, layer in enumerate(layers)}
     multi = len({level.pathway for level in result.levels}) > 1
     cards = []
@@ -207,8 +247,42 @@ def _levels_section(layers: Sequence[Any], result: RenderResult) -> str:
         )
     return (
         '<section id="levels"><h2>Levels</h2><p class="lead">The layer-wise map of every level '
-        "over the clip, and below it the map's mass per frame (the strongest frame in red).</p>"
+        f"({maps} maps) over the clip, and below it the map's mass per frame (the strongest "
+        "frame in red).</p>"
         f'<div class="cards">{"".join(cards)}</div>{skipped}</section>'
+    )
+
+
+def _contrast_section(pyramid: Any, probabilities: torch.Tensor, names: list[str],
+                      result: RenderResult) -> str:
+    """The "why A and not B" panel of a contrastive pyramid (nothing for a plain one)."""
+    contrast = getattr(pyramid, "contrast", None)
+    if contrast is None:
+        return ""
+    target, contrast = int(pyramid.target), int(contrast)
+    logits = torch.as_tensor(pyramid.logits).detach().to("cpu", torch.float64).reshape(-1)
+    a, b = escape(names[target]), escape(names[contrast])
+    top = result.levels[0] if result.levels else None
+    picture = ""
+    if top is not None and top.gif is not None:
+        picture = (f'<img class="anim" alt="where {a} gains over {b}" '
+                   f'src="{data_uri(top.gif.read_bytes(), "image/gif")}">')
+    rows = "".join(
+        f"<tr><td>{escape(layer.name)}</td><td class=\"num\">{len(layer.kernels)}</td>"
+        f'<td class="num">{layer.total}</td></tr>'
+        for layer in tuple(pyramid.layers)[:6]
+    )
+    return (
+        f'<section id="contrast"><h2>Why {a} and not {b}</h2><p class="lead">{a}: logit '
+        f"{float(logits[target]):.3f}, p = {float(probabilities[target]):.3f}; {b}: logit "
+        f"{float(logits[contrast]):.3f}, p = {float(probabilities[contrast]):.3f}. The class "
+        "level keeps the classifier's input channels whose pooled activation times the "
+        f"difference of the two classes' weights (w<sub>{a}</sub> − w<sub>{b}</sub>) is "
+        "high: the channels that raise the logit difference. The levels below follow them "
+        "down as the paper does, and the evidence maps differentiate the logit difference, "
+        f"so they show where the clip speaks for {a} more than for {b}.</p>"
+        f'<div class="figures">{picture}<table class="layers"><tr><th>level</th>'
+        f"<th>kept</th><th>kernels</th></tr>{rows}</table></div></section>"
     )
 
 
