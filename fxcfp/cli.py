@@ -297,7 +297,7 @@ def _run(args: argparse.Namespace, video: Path, out: Path, started: float) -> in
     if args.windows:
         from .windows import command
 
-        return command(args, loaded, video, out, target, started)
+        return command(args, loaded, video, out, target, started, contrast)
     if args.stride is not None:
         raise InvalidArgumentError("--stride needs --windows (it spaces the windows)")
     with progress.stage(f"reading {video.name}"), _timed(timings, "read"):
