@@ -162,7 +162,17 @@ _state: dict[str, Any] = {"module": None, "thread": None, "error": None}
 
 def _build() -> None:
     try:
-        from torch.utils.cpp_extension import load_inline
+        import logging
+
+        # importing cpp_extension logs "No CUDA runtime is found" on a CPU machine with a
+        # CUDA_HOME: a warning about a build the user never asked for, on the command line's stderr
+        logger = logging.getLogger("torch.utils.cpp_extension")
+        level = logger.level
+        logger.setLevel(logging.ERROR)
+        try:
+            from torch.utils.cpp_extension import load_inline
+        finally:
+            logger.setLevel(level)
 
         module = load_inline(
             name="fxcfp_backstep_v2", cpp_sources=[_SOURCE], functions=["layer_step", "count_rows"],
