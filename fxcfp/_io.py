@@ -55,9 +55,11 @@ class PyramidFileError(FxcfpError, ValueError):
 
 # Fields saved as plain JSON values; the rest are rebuilt by the functions below. A field added
 # to Pyramid must be added here (save_pyramid refuses an unknown one, so a test catches it).
-_PLAIN = ("target", "probability", "threshold", "max_depth", "top_k", "contrast")
+_PLAIN = ("target", "probability", "threshold", "max_depth", "top_k", "contrast", "gate")
+# plain fields a file of this version may lack (written before they existed), and their value
+_PLAIN_DEFAULTS = {"contrast": None, "gate": "paper"}
 _DERIVED = ("logits", "_plan", "_model", "_depth", "_pooled", "_tensors", "_inputs", "_sample",
-            "_counted")
+            "_counted", "_channel_keep")
 
 
 def _check_fields() -> None:
@@ -114,7 +116,9 @@ def pyramid_state(pyramid: Pyramid, *, maps: Any = None, inputs: bool = False
         "output_sources": _smallest_int(plan.output_sources.numpy()),
     }
     tensors = pyramid._tensors
-    weight_sums = ([float(t.weight.double().sum()) for t in tensors] if tensors
+    # the model's own pooled weights (a contrastive pyramid's root row is a difference)
+    weight_sums = ([float(plan.pooled_weight(layer).to(t.weight.dtype).double().sum())
+                    for layer, t in zip(plan.layers, tensors)] if tensors
                    else list(getattr(pyramid, "_weight_sums", [None] * len(plan.layers))))
     meta["layers"] = [_layer_row(layer, s) for layer, s in zip(plan.layers, weight_sums)]
     meta["input_names"] = list(plan.input_names)
@@ -136,10 +140,12 @@ def pyramid_state(pyramid: Pyramid, *, maps: Any = None, inputs: bool = False
     arrays["passing/channel"] = _smallest_int(np.concatenate(channel))
     arrays["passing/score"] = _scores(np.concatenate(score))
     arrays["passing/offsets"] = np.asarray(offsets, dtype=np.int64)
-    counted = getattr(pyramid, "_counted", None)
-    if counted is not None:  # the back-step's own edge counts: kept, not recounted
-        arrays["counted/edges"] = np.asarray(counted[0], dtype=np.int64)
-        arrays["counted/visited"] = np.asarray(counted[1], dtype=np.int64)
+    # every layer's edges, counted once here, so a loaded pyramid needs no weights to count
+    arrays["edge_counts"] = np.asarray(pyramid._edge_counts, dtype=np.int64)
+    keep = pyramid._channel_keep
+    meta["channel_keep"] = keep is not None
+    for index, mask in enumerate(keep or ()):
+        arrays[f"keep/{index}"] = np.asarray(mask, dtype=bool)  # the evidence gate's channels
     meta["maps"] = {}
     for mode in _modes(maps):
         layers = []
@@ -332,6 +338,15 @@ class SavedPyramid(Pyramid):
         return int(members[passing.channel[np.isin(passing.kernel, rows)]].sum())
 
 
+def _counted_from_state(arrays: dict[str, np.ndarray], plan: Plan
+                        ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The saved edge counts as the back-step's ``(edges, visited)``: every kernel visited."""
+    if "edge_counts" not in arrays:
+        return None
+    visited = np.asarray([layer.out_channels for layer in plan.layers], dtype=np.int64)
+    return arrays["edge_counts"].astype(np.int64), visited
+
+
 def pyramid_from_state(meta: dict[str, Any], arrays: dict[str, np.ndarray], *,
                        model: nn.Module | None = None, clip: Any = None,
                        call: str = "fxcfp.load_pyramid") -> Pyramid:
@@ -339,18 +354,17 @@ def pyramid_from_state(meta: dict[str, Any], arrays: dict[str, np.ndarray], *,
     try:
         plan = _plan_from_state(meta, arrays)
         passing = _passing_from_state(arrays, len(plan.layers))
-        fields = {f.name for f in dataclasses.fields(Pyramid)}
-        values: dict[str, Any] = {name: meta.get(name) for name in _PLAIN if name in fields}
-        values.update(
-            logits=torch.from_numpy(arrays["logits"]), _plan=plan, _model=None,
-            _depth=arrays["depth"].astype(np.int32),
+        values = {name: meta[name] if name not in _PLAIN_DEFAULTS
+                  else meta.get(name, _PLAIN_DEFAULTS[name]) for name in _PLAIN}
+        keep = (tuple(arrays[f"keep/{i}"].astype(bool) for i in range(len(plan.layers)))
+                if meta.get("channel_keep") else None)
+        pyramid = SavedPyramid(
+            **values, logits=torch.from_numpy(arrays["logits"]), _plan=plan,
+            _model=None, _depth=arrays["depth"].astype(np.int32),  # type: ignore[arg-type]
             _pooled=tuple(torch.from_numpy(arrays[f"pooled/{i}"])
                           for i in range(len(plan.layers))),
-            _tensors=(), _inputs=(), _sample=0)
-        if "_counted" in fields:
-            values["_counted"] = ((arrays["counted/edges"], arrays["counted/visited"])
-                                  if "counted/edges" in arrays else None)
-        pyramid = SavedPyramid(**values)
+            _tensors=(), _inputs=(), _sample=0, _channel_keep=keep,
+            _counted=_counted_from_state(arrays, plan))
     except (KeyError, TypeError, ValueError, IndexError) as err:
         raise PyramidFileError(
             f"{call}: the pyramid file is incomplete or corrupt ({type(err).__name__}: {err}). "
@@ -393,15 +407,10 @@ def _attach(saved: SavedPyramid, model: nn.Module, clip: Any, call: str) -> Pyra
     inputs, as_list = prepare_inputs(call, model, clip, batched=False)
     from ._analyzer import _eval_mode
     with _eval_mode(model):
-        plan = analyzer._plan(inputs, as_list)[0]  # (plan, what a first build captured)
+        plan, _ = analyzer._plan(inputs, as_list)  # the plan, and a capture we do not need
     _check_same(saved, plan, call)
     pooled = tuple(p.to(inputs[0].device) for p in saved._pooled)
     tensors = tuple(analyzer._layer_tensors(plan, inputs[0].device, pooled[0].dtype))
-    if getattr(saved, "contrast", None) is not None:
-        from ._contrast import contrast_tensors  # the root row is the class difference
-
-        tensors = tuple(contrast_tensors(call, list(tensors), plan.output_sources,
-                                         saved.target, saved.contrast))
     sums = state.get("_weight_sums", [])
     for layer, tensor, expected in zip(plan.layers, tensors, sums):
         actual = float(tensor.weight.double().sum())
@@ -410,6 +419,14 @@ def _attach(saved: SavedPyramid, model: nn.Module, clip: Any, call: str) -> Pyra
                 f"{call}: the model's weights differ from the ones analysed (layer "
                 f"{layer.name!r}: pooled weights sum to {actual:.6g}, the file says "
                 f"{expected:.6g}). Hint: pass the model as it was when the pyramid was made")
+    if saved.contrast is not None:  # the root row as analysed: w_target - w_contrast
+        from ._contrast import contrast_tensors
+        tensors = tuple(contrast_tensors(call, list(tensors), plan.output_sources,
+                                         saved.target, saved.contrast))
+    if saved._channel_keep is not None:  # the evidence gate's closed channels link nowhere
+        from ._gate import gated_tensors
+        tensors = gated_tensors(tensors, saved._channel_keep, plan.total_ids)
+    # every field as loaded, the model's own half replaced: a field added later comes along
     values = {f.name: getattr(saved, f.name) for f in dataclasses.fields(Pyramid)}
     values.update(_plan=plan, _model=model, _pooled=pooled, _tensors=tensors,
                   _inputs=tuple(inputs), _sample=0)

@@ -101,6 +101,7 @@ class Pyramid:
         contrast: for a contrastive pyramid ("why ``target`` and not ``contrast``"), the other
             class: the root is scored with the classifier's row difference and evidence maps
             differentiate ``y_target - y_contrast``; ``None`` otherwise.
+        gate: ``"paper"`` or ``"evidence"`` (see :func:`fxcfp.analyze`).
     """
 
     target: int
@@ -117,12 +118,16 @@ class Pyramid:
     _tensors: tuple[LayerTensors, ...] = field(repr=False, compare=False)
     _inputs: tuple[torch.Tensor, ...] = field(repr=False, compare=False)
     _sample: int = field(repr=False, compare=False)
-    # last, with a default: the class the target is contrasted with (None: no contrast)
+    # last, with defaults: the class the target is contrasted with (None: no contrast), the
+    # gate, and the evidence gate's open input channels per layer (None: the paper's gate)
     contrast: int | None = None
     # per layer, the edges the back-step counted and how many kernels (in ascending depth) it
     # visited (:class:`fxcfp._backstep.Backstep`); ``None``: nothing counted yet
     _counted: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False,
                                                            compare=False)
+    gate: str = "paper"
+    _channel_keep: tuple[np.ndarray, ...] | None = field(default=None, repr=False,
+                                                         compare=False)
 
     # --- structure -------------------------------------------------------------------------
 
@@ -150,6 +155,10 @@ class Pyramid:
         kernel = rows[r.cpu().numpy()]
         per_group_kernels = layer.out_channels // layer.groups
         channel = (kernel // per_group_kernels) * tensors.weight.shape[1] + cand.cpu().numpy()
+        if self._channel_keep is not None:
+            # the evidence gate closed these channels: they link to no kernel (fxcfp/_gate.py)
+            kept = self._channel_keep[index][channel]
+            kernel, channel, n = kernel[kept], channel[kept], n[kept]
         result = _Passing(kernel, channel, n)
         kept = self.__dict__.get("_passing_kept", 0)
         if kept + kernel.size <= _PASSING_BUDGET:  # a huge pyramid is recomputed, not hoarded

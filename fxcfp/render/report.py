@@ -210,8 +210,8 @@ def _figures_section(result: RenderResult, maps: str) -> str:
     return (
         '<section id="pyramid"><h2>The pyramid</h2><p class="lead">Each level is one layer, '
         "the one closest to the class on top, drawn over the frame where its map is "
-        f"strongest. The maps are {escape(_MAP_WORDS[maps])}. The class level is drawn on the "
-        "tensor before the global pool. The contact sheet shows every level over the whole "
+        f"strongest. The maps are {escape(_MAP_WORDS[maps])}. A classifier is drawn on the "
+        "tensor before its global pool. The contact sheet shows every level over the whole "
         "clip.</p>"
         '<div class="figures">'
         f'<figure><img alt="the class feature pyramid" src="{pyramid_png}">'
