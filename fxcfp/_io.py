@@ -419,14 +419,14 @@ def _attach(saved: SavedPyramid, model: nn.Module, clip: Any, call: str) -> Pyra
                 f"{call}: the model's weights differ from the ones analysed (layer "
                 f"{layer.name!r}: pooled weights sum to {actual:.6g}, the file says "
                 f"{expected:.6g}). Hint: pass the model as it was when the pyramid was made")
-    if saved.contrast is not None:  # the root row as analysed: w_target - w_contrast
-        from ._contrast import contrast_tensors
+    if getattr(saved, "contrast", None) is not None:
+        from ._contrast import contrast_tensors  # the root row is the class difference
+
         tensors = tuple(contrast_tensors(call, list(tensors), plan.output_sources,
                                          saved.target, saved.contrast))
     if saved._channel_keep is not None:  # the evidence gate's closed channels link nowhere
         from ._gate import gated_tensors
         tensors = gated_tensors(tensors, saved._channel_keep, plan.total_ids)
-    # every field as loaded, the model's own half replaced: a field added later comes along
     values = {f.name: getattr(saved, f.name) for f in dataclasses.fields(Pyramid)}
     values.update(_plan=plan, _model=model, _pooled=pooled, _tensors=tensors,
                   _inputs=tuple(inputs), _sample=0)

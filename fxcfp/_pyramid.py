@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -12,9 +11,11 @@ import networkx as nx
 import numpy as np
 import torch
 
+from . import _fused
 from ._backstep import UNREACHED, LayerTensors, gate, normalised
 from ._errors import GraphTooLargeError, InvalidArgumentError
 from ._evidence import record_evidence
+from ._files import atomic_write, dump_json
 from ._maps import temporal_profile, upsample
 
 if TYPE_CHECKING:
@@ -192,10 +193,14 @@ class Pyramid:
             return 0
         pooled, tensors = self._pooled[index], self._tensors[index]
         rows_t = torch.from_numpy(rows).to(pooled.device)
-        passed = gate(pooled[None], tensors, self.threshold, self.top_k, rows_t)[3][0]
         members = tensors.members
         if members is None:  # a layer tensor made without counts
             members = (self._plan.layers[index].sources >= 0).sum(1).to(pooled.device)
+        extension = _fused.extension()
+        if extension is not None and _fused.usable(tensors, pooled, self.top_k):
+            return int(extension.count_rows(pooled.contiguous(), tensors.weight.contiguous(),
+                                            rows_t, self.threshold, members.to(torch.int32)))
+        passed = gate(pooled[None], tensors, self.threshold, self.top_k, rows_t)[3][0]
         if tensors.group_of_kernel is None:
             per_pair = members[None]
         else:  # a grouped kernel's passing channel c is channel c of its own group
@@ -319,14 +324,15 @@ class Pyramid:
         return graph
 
     def to_graphml(self, path: str | os.PathLike[str]) -> None:
-        """Write :attr:`graph` as GraphML."""
-        nx.write_graphml(self.graph, os.fspath(path))
+        """Write :attr:`graph` as GraphML, atomically (a failed write leaves no partial file)."""
+        graph = self.graph
+        with atomic_write(path, binary=True) as file:
+            nx.write_graphml(graph, file)
 
     def to_json(self, path: str | os.PathLike[str]) -> None:
-        """Write :attr:`graph` as node-link JSON (``nodes``, ``edges``, ``graph`` attributes)."""
-        data = nx.node_link_data(self.graph, edges="edges")
-        with open(path, "w", encoding="utf-8") as file:
-            json.dump(data, file, indent=1)
+        """Write :attr:`graph` as strict node-link JSON (``nodes``, ``edges``, ``graph``
+        attributes; no ``NaN``), atomically."""
+        dump_json(nx.node_link_data(self.graph, edges="edges"), path)
 
     def save(self, path: str | os.PathLike[str], *, maps: str | tuple[str, ...] | None = None,
              inputs: bool = False) -> None:
@@ -436,8 +442,9 @@ class Pyramid:
         inputs, sample = list(self._inputs), self._sample
         if self._plan.traced.method == "fx":  # a symbolic trace runs any batch size
             inputs, sample = [x[sample: sample + 1] for x in inputs], 0
-        return record_evidence(self._model, self._plan.traced.gm, inputs, requests, sample,
-                               self.target, self.contrast)
+        # the graph runs an eval-mode view: its own flags, never the caller's, are the ones set
+        return record_evidence(self._plan.traced.gm, self._plan.traced.gm, inputs, requests,
+                               sample, self.target, self.contrast)
 
     def _source_key(self, index: int) -> tuple[str, int]:
         # a classifier's maps are drawn on the pre-pool tensor (SPEC "Maps of a layer without

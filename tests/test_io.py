@@ -245,6 +245,21 @@ def test_edge_list_refuses_an_unknown_suffix(tmp_path):
         pyramid.to_edge_list(tmp_path / "edges.csv")
 
 
+@pytest.mark.parametrize("options", [{"contrast": "runner-up"}, {"gate": "evidence"},
+                                     {"contrast": 0, "gate": "evidence"}])
+def test_contrastive_and_gated_pyramids_round_trip(options, tmp_path):
+    model, clip, pyramid = _analysed(**options)
+    pyramid.save(tmp_path / "p.fxcfp")
+    loaded = fxcfp.load_pyramid(tmp_path / "p.fxcfp")
+    _same(loaded, pyramid)
+    assert (loaded.contrast, loaded.gate) == (pyramid.contrast, pyramid.gate)
+    live = fxcfp.load_pyramid(tmp_path / "p.fxcfp", model=model, clip=clip)
+    _same(live, pyramid)
+    layer = pyramid.layers[0].name
+    assert torch.equal(live.layer_map(layer, mode="evidence"),
+                       pyramid.layer_map(layer, mode="evidence"))
+
+
 def test_contrastive_pyramid_and_evidence_maps_round_trip(tmp_path):
     model, clip, _ = _analysed()
     pyramid = fxcfp.analyze(model, clip, threshold=0.5, contrast="runner-up")
@@ -271,18 +286,3 @@ def test_a_loaded_pyramid_saves_again_unchanged(tmp_path):
     _same(twice, pyramid)
     layer = pyramid.layers[1].name
     assert torch.equal(twice.layer_map(layer), pyramid.layer_map(layer))
-
-
-@pytest.mark.parametrize("options", [{"contrast": "runner-up"}, {"gate": "evidence"},
-                                     {"contrast": 0, "gate": "evidence"}])
-def test_contrastive_and_gated_pyramids_round_trip(options, tmp_path):
-    model, clip, pyramid = _analysed(**options)
-    pyramid.save(tmp_path / "p.fxcfp")
-    loaded = fxcfp.load_pyramid(tmp_path / "p.fxcfp")
-    _same(loaded, pyramid)
-    assert (loaded.contrast, loaded.gate) == (pyramid.contrast, pyramid.gate)
-    live = fxcfp.load_pyramid(tmp_path / "p.fxcfp", model=model, clip=clip)
-    _same(live, pyramid)
-    layer = pyramid.layers[0].name
-    assert torch.equal(live.layer_map(layer, mode="evidence"),
-                       pyramid.layer_map(layer, mode="evidence"))
