@@ -2,8 +2,9 @@
 one, and cubic-spline upsampling of long 1-D maps. Run: ``python benchmarks/reliability.py``.
 
 - Memory: resident set size after each of ``--calls`` first calls, each on a new r3d_18 object
-  (the model of the previous call released), with fxcfp's ``malloc_trim`` after each new plan
-  and without it; each variant in its own process. The growth is the slope of a line fitted
+  (the model of the previous call released, no ``gc.collect()`` by the caller), with fxcfp's
+  release after each new plan (collect freed analyzers, ``malloc_trim``) and without it; each
+  variant in its own process. The growth is the slope of a line fitted
   through calls 5..N (the first calls warm caches).
 - Threads: the same 16 analyses of four small models, sequentially and from four threads; how
   many differ from the sequential result, how many models changed, and whether torch's
@@ -28,7 +29,8 @@ import torch
 import torchvision
 from torch import nn
 
-import fxcfp
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's fxcfp and tests
+import fxcfp  # noqa: E402
 
 try:
     from core import RESULTS, _write_section, machine
@@ -45,7 +47,7 @@ def _memory_child(trim: bool, calls: int) -> list[float]:
     import fxcfp._analyzer as analyzer
 
     if not trim:
-        analyzer._trim_heap = lambda: None
+        analyzer._trim_heap = lambda: None  # neither the collect nor malloc_trim
     torch.manual_seed(0)
     clip = torch.randn(3, 4, 32, 32)
     sizes = []
@@ -180,8 +182,8 @@ def main() -> None:
         "|---|---|---|",
     ]
     for variant, (slope, total) in memory.items():
-        label = ("malloc_trim after each new plan (fxcfp's default on glibc)" if variant == "trim"
-                 else "without malloc_trim")
+        label = ("fxcfp's default: after a new plan, collect freed analyzers' graphs, then "
+                 "malloc_trim" if variant == "trim" else "without that release")
         lines.append(f"| {label} | {slope:.2f} MiB | {total:.1f} MiB |")
     lines += [
         "",
@@ -203,5 +205,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     main()
