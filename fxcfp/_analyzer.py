@@ -25,6 +25,7 @@ from ._errors import (
     UntraceableModelError,
     describe_model_error,
 )
+from ._gate import Gate, check_gate, evidence_keep, gated_tensors
 from ._plan import Plan, plan_and_capture, record_activations
 from ._pyramid import Pyramid
 from ._trace import Traced, failing_module, trace_model
@@ -380,22 +381,25 @@ class Analyzer:
 
     def analyze(self, clip: torch.Tensor | list[torch.Tensor], cls: int | None = None, *,
                 threshold: float = 0.6, max_depth: int | None = None,
-                top_k: int | None = None, contrast: int | str | None = None) -> Pyramid:
+                top_k: int | None = None, contrast: int | str | None = None,
+                gate: Gate = "paper") -> Pyramid:
         """Explain one clip: see :func:`fxcfp.analyze`."""
         options = check_options("fxcfp.analyze", threshold, max_depth, top_k)
         other = check_contrast("fxcfp.analyze", contrast)
+        gate = check_gate("fxcfp.analyze", gate)
         inputs, as_list = prepare_inputs("fxcfp.analyze", self.model, clip, batched=False)
-        return self._run("fxcfp.analyze", inputs, as_list, cls, options, other)[0]
+        return self._run("fxcfp.analyze", inputs, as_list, cls, options, other, gate)[0]
 
     def analyze_batch(self, clips: torch.Tensor | list[torch.Tensor], classes: Any = None, *,
                       threshold: float = 0.6, max_depth: int | None = None,
-                      top_k: int | None = None, contrast: int | str | None = None
-                      ) -> list[Pyramid]:
+                      top_k: int | None = None, contrast: int | str | None = None,
+                      gate: Gate = "paper") -> list[Pyramid]:
         """Explain a batch of clips with one forward pass: see :func:`fxcfp.analyze_batch`."""
         options = check_options("fxcfp.analyze_batch", threshold, max_depth, top_k)
         other = check_contrast("fxcfp.analyze_batch", contrast)
+        gate = check_gate("fxcfp.analyze_batch", gate)
         inputs, as_list = prepare_inputs("fxcfp.analyze_batch", self.model, clips, batched=True)
-        return self._run("fxcfp.analyze_batch", inputs, as_list, classes, options, other)
+        return self._run("fxcfp.analyze_batch", inputs, as_list, classes, options, other, gate)
 
     def _capture(self, call: str, plan: Plan, view: nn.Module, inputs: list[torch.Tensor]
                  ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
@@ -412,7 +416,7 @@ class Analyzer:
 
     def _run(self, call: str, inputs: list[torch.Tensor], as_list: bool, classes: Any,
              options: tuple[float, int | None, int | None],
-             contrast: int | str | None = None) -> list[Pyramid]:
+             contrast: int | str | None = None, gate: Gate = "paper") -> list[Pyramid]:
         threshold, max_depth, top_k = options
         model = self.model
         view = self._eval_model(model)
@@ -441,16 +445,22 @@ class Analyzer:
         tensors = self._layer_tensors(plan, logits.device, layer_pooled[0].dtype)
         chosen_cpu = chosen.cpu()
         others = contrast_classes(call, contrast, chosen_cpu.tolist(), logits)
-        if contrast is None:
-            found = backstep(tensors, layer_pooled, roots, plan.total_ids, threshold=threshold,
-                             max_depth=max_depth, top_k=top_k)
-            per_sample = [tuple(tensors)] * batch
-            depth_t, edges_t, visited_t = found.depth, found.edges, found.visited
-        else:
-            # each clip's root row is its own class difference: one back-step per clip
+        per_sample = [tuple(tensors)] * batch
+        keep: list[Any] = [None] * batch
+        if contrast is not None:
+            # each clip's root row is its own class difference
             per_sample = [tuple(contrast_tensors(call, tensors, plan.output_sources,
                                                  int(chosen_cpu[i]), others[i]))
                           for i in range(batch)]
+        if gate == "evidence":
+            keep = evidence_keep(model, plan, inputs, chosen_cpu.tolist(), others)
+            per_sample = [gated_tensors(per_sample[i], keep[i], plan.total_ids)
+                          for i in range(batch)]
+        if contrast is None and gate == "paper":
+            found = backstep(tensors, layer_pooled, roots, plan.total_ids, threshold=threshold,
+                             max_depth=max_depth, top_k=top_k)
+            depth_t, edges_t, visited_t = found.depth, found.edges, found.visited
+        else:  # one back-step per clip, each with its own layers
             each = [backstep(list(per_sample[i]), [p[i: i + 1] for p in layer_pooled],
                              roots[i: i + 1], plan.total_ids, threshold=threshold,
                              max_depth=max_depth, top_k=top_k)
@@ -470,7 +480,7 @@ class Analyzer:
                 _plan=plan, _model=model, _depth=depth[i],
                 _pooled=tuple(p[i] for p in layer_pooled), _tensors=per_sample[i],
                 _inputs=tuple(inputs), _sample=i, contrast=others[i],
-                _counted=(edges[i], visited[i]),
+                _counted=(edges[i], visited[i]), gate=gate, _channel_keep=keep[i],
             )
             for i in range(batch)
         ]
@@ -512,7 +522,8 @@ def _cached_analyzer(model: Any, call: str) -> Analyzer:
 
 def analyze(model: nn.Module, clip: torch.Tensor | list[torch.Tensor], cls: int | None = None,
             *, threshold: float = 0.6, max_depth: int | None = None,
-            top_k: int | None = None, contrast: int | str | None = None) -> Pyramid:
+            top_k: int | None = None, contrast: int | str | None = None,
+            gate: Gate = "paper") -> Pyramid:
     """Find the class feature pyramid of one clip: the kernels, through the whole depth of the
     network, that carry the evidence for class ``cls``.
 
@@ -538,6 +549,11 @@ def analyze(model: nn.Module, clip: torch.Tensor | list[torch.Tensor], cls: int 
             root is scored with the classifier's row difference ``w_cls - w_contrast``
             (softmax-neutral), the layers below are back-stepped as usual, and evidence maps
             differentiate ``y_cls - y_contrast``; see :mod:`fxcfp._contrast`.
+        gate: ``"paper"`` (SPEC's selection, the default) or ``"evidence"``: a channel also
+            needs a first-order contribution to the class's log-probability (to
+            ``y_cls - y_contrast`` with a contrast) of at least 5% of its layer's largest, so
+            the pyramid is class-specific all the way down; costs one more forward and
+            backward pass. See :mod:`fxcfp._gate` for the definition and the measurements.
 
     Returns:
         The :class:`Pyramid`.
@@ -554,13 +570,14 @@ def analyze(model: nn.Module, clip: torch.Tensor | list[torch.Tensor], cls: int 
         >>> print(pyramid.summary())  # doctest: +SKIP
     """
     return _cached_analyzer(model, "fxcfp.analyze").analyze(
-        clip, cls, threshold=threshold, max_depth=max_depth, top_k=top_k, contrast=contrast)
+        clip, cls, threshold=threshold, max_depth=max_depth, top_k=top_k, contrast=contrast,
+        gate=gate)
 
 
 def analyze_batch(model: nn.Module, clips: torch.Tensor | list[torch.Tensor],
                   classes: Any = None, *, threshold: float = 0.6, max_depth: int | None = None,
-                  top_k: int | None = None, contrast: int | str | None = None
-                  ) -> list[Pyramid]:
+                  top_k: int | None = None, contrast: int | str | None = None,
+                  gate: Gate = "paper") -> list[Pyramid]:
     """Explain a batch of clips with one forward pass and one batched back-step.
 
     Args:
@@ -569,11 +586,11 @@ def analyze_batch(model: nn.Module, clips: torch.Tensor | list[torch.Tensor],
             one per pathway.
         classes: ``None`` (each clip's top class), one int for all, or one per clip.
         threshold, max_depth, top_k: as in :func:`analyze`.
-        contrast: as in :func:`analyze`, for every clip.
+        contrast, gate: as in :func:`analyze`, for every clip.
 
     Returns:
         One :class:`Pyramid` per clip.
     """
     return _cached_analyzer(model, "fxcfp.analyze_batch").analyze_batch(
         clips, classes, threshold=threshold, max_depth=max_depth, top_k=top_k,
-        contrast=contrast)
+        contrast=contrast, gate=gate)

@@ -128,7 +128,7 @@ class Plan:
                 # a copy: a linear weight would otherwise alias the live parameter
                 weight=self.pooled_weight(layer).to(device=device, dtype=dtype, copy=True),
                 group_of_kernel=group_of_kernel,
-                sources=sources.to(device),
+                sources=sources.to(device).contiguous(),
                 members=members,
                 shared_sources=layer.shared_sources,
             ))

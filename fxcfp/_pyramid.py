@@ -11,6 +11,7 @@ import networkx as nx
 import numpy as np
 import torch
 
+from . import _fused
 from ._backstep import UNREACHED, LayerTensors, gate, normalised
 from ._errors import GraphTooLargeError, InvalidArgumentError
 from ._evidence import record_evidence
@@ -101,6 +102,7 @@ class Pyramid:
         contrast: for a contrastive pyramid ("why ``target`` and not ``contrast``"), the other
             class: the root is scored with the classifier's row difference and evidence maps
             differentiate ``y_target - y_contrast``; ``None`` otherwise.
+        gate: ``"paper"`` or ``"evidence"`` (see :func:`fxcfp.analyze`).
     """
 
     target: int
@@ -117,12 +119,16 @@ class Pyramid:
     _tensors: tuple[LayerTensors, ...] = field(repr=False, compare=False)
     _inputs: tuple[torch.Tensor, ...] = field(repr=False, compare=False)
     _sample: int = field(repr=False, compare=False)
-    # last, with a default: the class the target is contrasted with (None: no contrast)
+    # last, with defaults: the class the target is contrasted with (None: no contrast), the
+    # gate, and the evidence gate's open input channels per layer (None: the paper's gate)
     contrast: int | None = None
     # per layer, the edges the back-step counted and how many kernels (in ascending depth) it
     # visited (:class:`fxcfp._backstep.Backstep`); ``None``: nothing counted yet
     _counted: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False,
                                                            compare=False)
+    gate: str = "paper"
+    _channel_keep: tuple[np.ndarray, ...] | None = field(default=None, repr=False,
+                                                         compare=False)
 
     # --- structure -------------------------------------------------------------------------
 
@@ -150,6 +156,10 @@ class Pyramid:
         kernel = rows[r.cpu().numpy()]
         per_group_kernels = layer.out_channels // layer.groups
         channel = (kernel // per_group_kernels) * tensors.weight.shape[1] + cand.cpu().numpy()
+        if self._channel_keep is not None:
+            # the evidence gate closed these channels: they link to no kernel (fxcfp/_gate.py)
+            kept = self._channel_keep[index][channel]
+            kernel, channel, n = kernel[kept], channel[kept], n[kept]
         result = _Passing(kernel, channel, n)
         kept = self.__dict__.get("_passing_kept", 0)
         if kept + kernel.size <= _PASSING_BUDGET:  # a huge pyramid is recomputed, not hoarded
@@ -183,10 +193,14 @@ class Pyramid:
             return 0
         pooled, tensors = self._pooled[index], self._tensors[index]
         rows_t = torch.from_numpy(rows).to(pooled.device)
-        passed = gate(pooled[None], tensors, self.threshold, self.top_k, rows_t)[3][0]
         members = tensors.members
         if members is None:  # a layer tensor made without counts
             members = (self._plan.layers[index].sources >= 0).sum(1).to(pooled.device)
+        extension = _fused.extension()
+        if extension is not None and _fused.usable(tensors, pooled, self.top_k):
+            return int(extension.count_rows(pooled.contiguous(), tensors.weight.contiguous(),
+                                            rows_t, self.threshold, members.to(torch.int32)))
+        passed = gate(pooled[None], tensors, self.threshold, self.top_k, rows_t)[3][0]
         if tensors.group_of_kernel is None:
             per_pair = members[None]
         else:  # a grouped kernel's passing channel c is channel c of its own group
