@@ -72,8 +72,8 @@
     var box = svg.getBoundingClientRect();
     var w = Number(svg.getAttribute("data-width")), h = Number(svg.getAttribute("data-height"));
     var scale = Math.min(box.width / w, box.height / h) || 1;
-    // preserveAspectRatio xMidYMid meet: the drawing is centred in the element
-    var left = box.left + (box.width - w * scale) / 2, top = box.top + (box.height - h * scale) / 2;
+    // preserveAspectRatio xMidYMin meet: the drawing is centred across, at the top
+    var left = box.left + (box.width - w * scale) / 2, top = box.top;
     return { x: (event.clientX - left) / scale, y: (event.clientY - top) / scale, scale: scale };
   }
   function zoom(factor, at) {
@@ -196,10 +196,10 @@
     var w = Number(svg.getAttribute("data-width")), h = Number(svg.getAttribute("data-height"));
     var scale = Math.min(box.width / w, box.height / h);
     if (!(scale > 0) || box.width / w <= scale * 1.05) { return; }
-    // the drawing is centred in the element: move its left edge to the box's, its top to the top
+    // the drawing is centred across: move its left edge to the box's (its top is at the top)
     view.k = (box.width / w) / scale;
     view.x = -(box.width / scale - w) / 2;
-    view.y = (h - box.height / scale) / 2;
+    view.y = 0;
     apply();
   }
   // videos decode after load: count those that show a frame
