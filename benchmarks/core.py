@@ -1,13 +1,22 @@
 """Core benchmark: what an explanation costs next to the forward pass it explains.
 
-For each network, in one run and on one device: the plain no-grad forward, ``analyze`` at full
-depth (first call, which traces and maps channels, and steady state; the two timed interleaved
-in one process, fastest of five each), the back-step alone, the
-graph materialisation, peak memory of the forward and of ``analyze``, and the paper-literal tree
-recursion at depths 1-3 (stopped at 60 s: DNF).
+For each network, in one process and on one device, ``--rounds`` rounds (default 7) that each
+time, one after another: the plain no-grad forward, ``analyze`` at full depth (steady state,
+graph lazy), the capture alone (the forward that also pools every layer's input), the
+back-step alone at full depth and at ``max_depth=3``, and the edge count of a fresh pyramid.
+Every figure is the median over the rounds of CPU time (``time.process_time``; torch on
+``--threads`` threads, 1 by default), so each ratio compares calls made side by side and
+survives a machine whose load drifts. The first call (tracing, channel maps) is timed once,
+before the rounds, after one forward (so torch's lazy imports are not charged to it).
 
-Peak memory on the CPU is the growth of the process's resident high-water mark, each measurement
-in a fresh subprocess; on CUDA it is ``torch.cuda.max_memory_allocated``.
+Peak memory: on CUDA from torch's allocator (``torch.cuda.max_memory_allocated``). torch keeps no
+allocator statistics for the CPU (and ``tracemalloc`` does not see its allocations), so on the
+CPU it is the growth of the process's resident high-water mark (``VmHWM``, reset through
+``/proc/self/clear_refs``) over one warm call, each measurement in a fresh process whose malloc
+maps every block of 64 KiB or more on its own (``MALLOC_MMAP_THRESHOLD_``), so that freed tensors
+leave the resident set and the mark follows the live tensors; for one clip and for
+``analyze_batch`` of 8. The resident cache of pooled weights (what an Analyzer keeps per
+device: pooled weights, channel maps and counts) is reported from its tensors' sizes.
 
 Run: ``python benchmarks/core.py [--models r3d_18 ...] [--size 112] [--frames 16]``; it prints
 one markdown table and writes it into ``benchmarks/RESULTS.md``.
@@ -16,6 +25,7 @@ one markdown table and writes it into ``benchmarks/RESULTS.md``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -27,18 +37,19 @@ from pathlib import Path
 
 import torch
 
-MODELS = ("r3d_18", "r2plus1d_18", "s3d", "resnet3d_152")
+MODELS = ("r3d_18", "r2plus1d_18", "s3d", "resnet3d_50", "resnet3d_152", "resnext3d_101")
 # torchvision's S3D ends in a fixed 2x7x7 average pool: it needs at least 13x209x209
 MIN_SIZE = {"s3d": 224}
 RESULTS = Path(__file__).with_name("RESULTS.md")
+BATCH = 8
 
 
 def build(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
-    if name == "resnet3d_152":
-        from fxcfp.zoo.paper import resnet3d_152
+    if name.startswith(("resnet3d_", "resnext3d_")):
+        from fxcfp.zoo.paper import PAPER_NETWORKS
 
-        return resnet3d_152().eval()
+        return PAPER_NETWORKS[name][0]().eval()
     import torchvision
 
     return getattr(torchvision.models.video, name)().eval()
@@ -47,19 +58,6 @@ def build(name: str) -> torch.nn.Module:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _timed(fn, device: torch.device, repeats: int) -> float:
-    """Median seconds of ``repeats`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _status_mb(field: str) -> float:
@@ -72,6 +70,7 @@ def _status_mb(field: str) -> float:
 
 def _reset_peak(device: torch.device) -> float:
     """Start a new peak-memory window; returns the memory in use now (MiB)."""
+    _sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         return torch.cuda.memory_allocated(device) / 2**20
@@ -81,101 +80,116 @@ def _reset_peak(device: torch.device) -> float:
 
 
 def _peak(device: torch.device, base: float) -> float:
+    _sync(device)
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20 - base
     return _status_mb("VmHWM") - base
 
 
-def worker(name: str, mode: str, frames: int, size: int, repeats: int) -> dict:
-    """One measurement in this (fresh) process; returns seconds and peak memory in MiB."""
+def _cache_mib(analyzer) -> float:
+    """Bytes of the tensors an Analyzer keeps for the back-step (pooled weights and maps)."""
+    total = 0
+    for _, tensors in analyzer._tensors.values():
+        for layer in tensors:
+            for value in (layer.weight, layer.group_of_kernel, layer.sources, layer.members):
+                if value is not None:
+                    total += value.numel() * value.element_size()
+    return total / 2**20
+
+
+def _clip(name: str, frames: int, size: int, batch: int, device: torch.device) -> torch.Tensor:
+    size = max(size, MIN_SIZE.get(name, 0))
+    return torch.randn(batch, 3, frames, size, size, device=device,
+                       generator=torch.Generator(device=device).manual_seed(1))
+
+
+def worker(name: str, mode: str, frames: int, size: int, rounds: int) -> dict:
+    """One measurement in this (fresh) process."""
     import fxcfp
     from fxcfp._backstep import backstep
-    from fxcfp._pyramid import GRAPH_EDGE_LIMIT
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = build(name).to(device)
-    size = max(size, MIN_SIZE.get(name, 0))
-    clip = torch.randn(1, 3, frames, size, size, device=device)
-    result: dict = {"size": size}
-    if mode == "forward":
-        def forward():
-            with torch.no_grad():
-                model(clip)
-        forward()
-        base = _reset_peak(device)
-        result["seconds"] = _timed(forward, device, repeats)
-        result["peak_mb"] = _peak(device, base)
-    else:
-        analyzer = fxcfp.Analyzer(model)
-        base = _reset_peak(device)
-        start = time.perf_counter()
-        pyramid = analyzer.analyze(clip, threshold=0.6)
-        _sync(device)
-        result["first_seconds"] = time.perf_counter() - start
-        result["first_peak_mb"] = _peak(device, base)
-        base = _reset_peak(device)
-        analyzer.analyze(clip, threshold=0.6)
-        result["peak_mb"] = _peak(device, base)
+    batch = BATCH if mode.endswith("batch") else 1
+    clips = _clip(name, frames, size, batch, device)
+    result: dict = {"size": clips.shape[-1]}
 
-        def forward():
-            with torch.no_grad():
-                model(clip)
-
-        # interleaved in one process, fastest of each: the ratio survives a drifting machine
-        pairs = [(_timed(forward, device, 1), _timed(
-            lambda: analyzer.analyze(clip, threshold=0.6), device, 1)) for _ in range(repeats)]
-        result["forward_seconds"] = min(f for f, _ in pairs)
-        result["seconds"] = min(a for _, a in pairs)
-        plan = next(iter(analyzer._plans.values()))
+    def forward():
         with torch.no_grad():
-            logits, pooled = plan.capture(clip)
-        layer_pooled = [pooled[i] for i in plan.pooled_index]
-        tensors = analyzer._layer_tensors(plan, logits.device, layer_pooled[0].dtype)
-        roots = plan.output_sources.to(device)[logits.argmax(1)].clamp(min=0)
-        result["backstep_seconds"] = _timed(
-            lambda: backstep(tensors, layer_pooled, roots, plan.total_ids, threshold=0.6,
-                             max_depth=None, top_k=None), device, max(repeats, 5))
-        start = time.perf_counter()
-        result["edges"], result["nodes"] = pyramid.num_edges, pyramid.num_kernels
-        result["count_seconds"] = time.perf_counter() - start
-        result["graph_seconds"] = None
-        if result["edges"] <= GRAPH_EDGE_LIMIT:
-            start = time.perf_counter()
-            pyramid.graph  # noqa: B018 - building it is what is timed
-            result["graph_seconds"] = time.perf_counter() - start
-        result["layers"] = len(plan.layers)
+            model(clips)
+
+    analyzer = fxcfp.Analyzer(model)
+
+    def analyze():
+        if batch == 1:
+            return analyzer.analyze(clips[0], threshold=0.6)
+        return analyzer.analyze_batch(clips, threshold=0.6)
+
+    if mode.startswith("peak"):
+        forward()  # warm: the first forward's one-time allocations are nobody's peak
+        base = _reset_peak(device)
+        forward()
+        result["forward_mb"] = _peak(device, base)
+        analyze()
+        base = _reset_peak(device)
+        analyze()
+        result["analyze_mb"] = _peak(device, base)
+        result["cache_mb"] = _cache_mib(analyzer)
+        return result
+    forward()
+    _sync(device)
+    start = time.process_time()
+    pyramid = analyze()
+    _sync(device)
+    result["first_seconds"] = time.process_time() - start
+    plan = next(iter(analyzer._plans.values()))
+    with torch.no_grad():
+        logits, pooled = plan.capture(clips)
+    layer_pooled = [pooled[i] for i in plan.pooled_index]
+    tensors = analyzer._layer_tensors(plan, logits.device, layer_pooled[0].dtype)
+    roots = plan.output_sources.to(device)[logits.argmax(1)]
+    roots = torch.where(roots < 0, plan.total_ids, roots)
+
+    def capture():
+        with torch.no_grad():
+            plan.capture(clips)
+
+    def step(depth):
+        return lambda: backstep(tensors, layer_pooled, roots, plan.total_ids, threshold=0.6,
+                                max_depth=depth, top_k=None)
+
+    def count():
+        return dataclasses.replace(pyramid).num_edges  # a fresh pyramid: nothing cached
+
+    calls = {"forward": forward, "analyze": analyze, "capture": capture,
+             "backstep": step(None), "backstep3": step(3), "count": count}
+    times: dict[str, list[float]] = {key: [] for key in calls}
+    for _ in range(rounds):  # interleaved: every ratio compares neighbours in time
+        for key, fn in calls.items():
+            _sync(device)
+            start = time.process_time()
+            fn()
+            _sync(device)
+            times[key].append(time.process_time() - start)
+    result.update({f"{key}_seconds": statistics.median(v) for key, v in times.items()})
+    result["edges"], result["nodes"] = pyramid.num_edges, pyramid.num_kernels
+    result["layers"] = len(plan.layers)
+    result["cache_mb"] = _cache_mib(analyzer)
     result["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     return result
 
 
 def _spawn(name: str, mode: str, args: argparse.Namespace) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    if mode.startswith("peak"):
+        # every allocation of 64 KiB or more its own mapping, unmapped when freed: the resident
+        # set then follows the live tensors, and its high-water mark is their peak
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
     out = subprocess.run(
         [sys.executable, __file__, "--worker", name, mode, "--frames", str(args.frames),
-         "--size", str(args.size), "--repeats", str(args.repeats)],
-        check=True, capture_output=True, text=True)
+         "--size", str(args.size), "--rounds", str(args.rounds), "--threads", str(args.threads)],
+        check=True, capture_output=True, text=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def paper_literal(name: str, args: argparse.Namespace) -> list[str]:
-    from fxcfp.zoo.paper_literal import DNF, paper_literal_backstep
-
-    model = build(name)
-    size = max(args.size, MIN_SIZE.get(name, 0))
-    clip = torch.randn(1, 3, args.frames, size, size)
-    with torch.no_grad():
-        target = int(model(clip).argmax())
-    cells = []
-    for depth in (1, 2, 3):
-        start = time.perf_counter()
-        try:
-            _, nodes = paper_literal_backstep(model, clip, target, 0.6, depth,
-                                              timeout_s=args.timeout)
-            cells.append(f"{time.perf_counter() - start:.2f} s ({nodes} nodes)")
-        except DNF:
-            cells.append(f"DNF (> {args.timeout:.0f} s)")
-            cells.extend(["DNF"] * (3 - depth))
-            break
-    return cells
 
 
 def machine() -> str:
@@ -190,40 +204,52 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=list(MODELS))
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--size", type=int, default=112)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--timeout", type=float, default=60.0)
-    parser.add_argument("--no-literal", action="store_true")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     parser.add_argument("--worker", nargs=2, metavar=("MODEL", "MODE"))
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     if args.worker:
-        print(json.dumps(worker(*args.worker, args.frames, args.size, args.repeats)))
+        print(json.dumps(worker(*args.worker, args.frames, args.size, args.rounds)))
         return
-    header = ("| network | clip | layers | forward | analyze (steady) | ratio | analyze (first call) "
-              "| back-step | back-step / forward | edge count | graph | nodes / edges | peak forward | "
-              "peak analyze | ratio | peak first call | paper-literal d=1 | d=2 | d=3 |")
+    header = ("| network | clip | layers | forward | analyze | analyze / forward | first call "
+              "| first / forward | capture / forward | back-step | back-step / forward "
+              "| back-step d=3 / full | edge count / forward | nodes / edges "
+              "| peak forward / analyze (1 clip) | ratio | peak forward / analyze_batch (8) "
+              "| ratio | pooled-weight cache |")
     rows = [header, "|" + "---|" * (header.count("|") - 1)]
     for name in args.models:
-        fwd = _spawn(name, "forward", args)
-        ana = _spawn(name, "analyze", args)
-        literal = ["skipped"] * 3 if args.no_literal else paper_literal(name, args)
-        graph = (f"{ana['graph_seconds']:.2f} s" if ana["graph_seconds"] is not None
-                 else "refused (> 5M edges)")
-        forward_s = ana["forward_seconds"]
-        rows.append(
-            f"| {name} | {args.frames}x{ana['size']}x{ana['size']} | {ana['layers']} "
-            f"| {forward_s * 1e3:.0f} ms "
-            f"| {ana['seconds'] * 1e3:.0f} ms | {ana['seconds'] / forward_s:.3f}x "
-            f"| {ana['first_seconds']:.2f} s | {ana['backstep_seconds'] * 1e3:.2f} ms "
-            f"| {100 * ana['backstep_seconds'] / forward_s:.2f}% "
-            f"| {ana['count_seconds']:.2f} s | {graph} | {ana['nodes']} / {ana['edges']} "
-            f"| {fwd['peak_mb']:.0f} MiB | {ana['peak_mb']:.0f} MiB "
-            f"| {ana['peak_mb'] / max(fwd['peak_mb'], 1e-9):.2f}x | {ana['first_peak_mb']:.0f} MiB | "
-            + " | ".join(literal) + " |")
+        t = _spawn(name, "time", args)
+        f = t["forward_seconds"]
+        cells = [
+            name, f"{args.frames}x{t['size']}x{t['size']}", str(t["layers"]),
+            f"{f * 1e3:.0f} ms", f"{t['analyze_seconds'] * 1e3:.0f} ms",
+            f"{t['analyze_seconds'] / f:.3f}x", f"{t['first_seconds']:.2f} s",
+            f"{t['first_seconds'] / f:.2f}x", f"{t['capture_seconds'] / f:.3f}x",
+            f"{t['backstep_seconds'] * 1e3:.2f} ms", f"{100 * t['backstep_seconds'] / f:.2f}%",
+            f"{t['backstep3_seconds'] / t['backstep_seconds']:.2f}",
+            f"{100 * t['count_seconds'] / f:.2f}%", f"{t['nodes']} / {t['edges']}",
+        ]
+        for mode in ("peak", "peak-batch"):
+            if args.no_memory:
+                cells += ["skipped", ""]
+                continue
+            m = _spawn(name, mode, args)
+            cells += [f"{m['forward_mb']:.0f} / {m['analyze_mb']:.0f} MiB",
+                      f"{m['analyze_mb'] / max(m['forward_mb'], 1e-9):.2f}x"]
+        cells.append(f"{t['cache_mb']:.1f} MiB")
+        rows.append("| " + " | ".join(cells) + " |")
         print(rows[-1], flush=True)
     table = "\n".join(rows)
-    title = (f"## Core: r3d_18, r2plus1d_18, s3d, 3D ResNet-152 at {args.frames}x{args.size}x"
-             f"{args.size} (s3d: its smallest, 224), threshold 0.6, full depth")
-    text = f"{title}\n\nMachine: {machine()}.\n\n{table}\n"
+    title = (f"## Core: {', '.join(args.models)} at {args.frames}x{args.size}x{args.size} "
+             "(s3d: its smallest, 224), threshold 0.6, full depth")
+    memory = ("torch.cuda.max_memory_allocated" if torch.cuda.is_available() else
+              "growth of the resident high-water mark over one warm call, fresh process, "
+              "blocks >= 64 KiB mapped on their own (torch keeps no CPU allocator statistics)")
+    text = (f"{title}\n\nMachine: {machine()}; torch on {args.threads} thread(s). Times: "
+            f"medians of {args.rounds} interleaved rounds of CPU time. Peak memory: {memory}.\n\n"
+            f"{table}\n")
     print()
     print(text)
     _write_section(RESULTS, "## Core:", text)

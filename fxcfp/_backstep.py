@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
+from . import _fused
+
 __all__ = ["CHUNK", "UNREACHED", "Backstep", "LayerTensors", "backstep", "gate", "normalised"]
 
 UNREACHED = 2**30
@@ -216,7 +218,8 @@ def _early_exit(pooled: torch.Tensor, layer: LayerTensors, kernel_depth: torch.T
 
 def backstep(layers: list[LayerTensors], pooled: list[torch.Tensor], roots: torch.Tensor,
              total_ids: int, *, threshold: float, max_depth: int | None,
-             top_k: int | None, sync: bool | None = None) -> Backstep:
+             top_k: int | None, sync: bool | None = None, fused: bool | None = None
+             ) -> Backstep:
     """Depth of every kernel and input channel for each sample, and the edges counted on the way.
 
     Args:
@@ -229,6 +232,8 @@ def backstep(layers: list[LayerTensors], pooled: list[torch.Tensor], roots: torc
             in ascending depth with an early exit, and a layer with nothing to expand is
             skipped. ``None``: on the CPU only; on a GPU (``False``) nothing here synchronises,
             every layer is one dense pass.
+        fused: use the fused C++ pass per layer (:mod:`fxcfp._fused`) where it covers the
+            layer; ``None``: whenever it is built and ``sync`` holds. Same answer either way.
 
     Returns:
         The :class:`Backstep`; its tensors stay on the device.
@@ -241,9 +246,19 @@ def backstep(layers: list[LayerTensors], pooled: list[torch.Tensor], roots: torc
     edges = torch.zeros(batch, len(layers), dtype=torch.int64, device=device)
     visited = torch.zeros(batch, len(layers), dtype=torch.int64, device=device)
     limit = UNREACHED if max_depth is None else max_depth
+    extension = _fused.extension() if (host and fused is not False) else None
+    if fused and extension is None:
+        extension = _fused.wait()
     for index in range(len(layers) - 1, -1, -1):
         layer, a = layers[index], pooled[index]
         out_channels, per_group = layer.weight.shape
+        if extension is not None and _fused.usable(layer, a, top_k):
+            # the whole layer in one call: gate, early exit, counts and the scatter
+            members = torch.empty(0, dtype=torch.int32) if layer.members is None else layer.members
+            extension.layer_step(a.contiguous(), layer.weight.contiguous(), depth,
+                                 layer.first_id, limit, threshold, members, layer.sources,
+                                 True, edges, visited, index)
+            continue
         visited[:, index] = out_channels
         kernel_depth = depth[:, layer.first_id: layer.first_id + out_channels]
         if host and not bool((kernel_depth < limit).any()):

@@ -19,6 +19,22 @@ tensor for a classifier: ``LayerInfo.map_node``) and ``G = d y / d A`` the gradi
 - evidence layer map of ``l``: ``relu(sum over passing (j, i) of G[i] * A[i])``, a channel counted
   once per kernel that selected it, as in the paper's layer map.
 
+Measured with ``fxcfp.eval`` (the synthetic benchmark with ground-truth evidence masks: a small
+residual 3D CNN, 95% held-out accuracy; 24 held-out clips, threshold 0.6, every weighted layer;
+means, 95% bootstrap intervals in the run's output), evidence against Grad-CAM at the same tensor:
+
+- energy inside the evidence: 0.333 vs 0.110 (stem), 0.343 vs 0.077, 0.187 vs 0.075 (block 1),
+  0.185 vs 0.066, 0.144 vs 0.135, 0.197 vs 0.066 (block 2 and its shortcut), 0.094 vs 0.096,
+  0.059 vs 0.061 (block 3), 0.072 vs 0.075 (the classifier, on the pre-pool tensor): at least
+  0.96x Grad-CAM at every layer, 2.2x on average; the paper's maps are 0.035-0.096, like the
+  plain mean activation;
+- pointing game: 0.31-0.70, at least Grad-CAM's at every convolutional layer (0.17-0.66), 0.93x
+  at the classifier;
+- class sensitivity (Spearman of the maps of the top class and the runner-up): 0.12-0.49 at the
+  convolutional layers (paper: 0.52-1.00), 0.80 at the classifier (Grad-CAM 0.44);
+- cascading randomisation, classifier re-initialised: |rho| <= 0.23 at every convolutional layer
+  (paper: 0.55-1.00); at every later stage <= 0.17 at the convolutional layers.
+
 The products ``G[i] * A[i]`` of every requested map node come from one forward and one backward
 pass through the traced graph (:func:`record_evidence`), with the gradient taken with
 ``torch.autograd.grad`` with respect to the recorded activations only: no parameter gradient is
@@ -43,16 +59,12 @@ DEFAULT_MAPS = "evidence"
 
 @contextlib.contextmanager
 def _eval_with_grad(model: nn.Module) -> Iterator[None]:
-    """Eval mode with autograd on; every module's ``training`` flag comes back afterwards."""
-    flags = [(module, module.training) for module in model.modules()]
-    try:
-        for module, _ in flags:
-            module.training = False
-        with torch.enable_grad():
-            yield
-    finally:
-        for module, flag in flags:
-            module.training = flag
+    """Autograd on for the block. The graph that runs is traced from fxcfp's eval-mode view of
+    ``model`` (:mod:`fxcfp._view`), so eval mode needs no flag of the caller's modules flipped:
+    flipping them would race with another thread analysing the same train-mode model."""
+    del model  # its flags are never touched
+    with torch.enable_grad():
+        yield
 
 
 class _Recorder(fx.Interpreter):
@@ -85,7 +97,7 @@ def record_evidence(model: nn.Module, gm: fx.GraphModule, inputs: list[torch.Ten
     """``G * A`` at the requested channels of the requested nodes, for one sample.
 
     Args:
-        model: the user's model (only its ``training`` flags are set, and restored).
+        model: the user's model (never changed; the graph runs its eval-mode view).
         gm: its traced graph.
         inputs: the inputs the graph is called with.
         requests: ``node -> channel dim -> channel ids``.

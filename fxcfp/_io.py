@@ -55,8 +55,11 @@ class PyramidFileError(FxcfpError, ValueError):
 
 # Fields saved as plain JSON values; the rest are rebuilt by the functions below. A field added
 # to Pyramid must be added here (save_pyramid refuses an unknown one, so a test catches it).
-_PLAIN = ("target", "probability", "threshold", "max_depth", "top_k")
-_DERIVED = ("logits", "_plan", "_model", "_depth", "_pooled", "_tensors", "_inputs", "_sample")
+_PLAIN = ("target", "probability", "threshold", "max_depth", "top_k", "contrast", "gate")
+# plain fields a file of this version may lack (written before they existed), and their value
+_PLAIN_DEFAULTS = {"contrast": None, "gate": "paper"}
+_DERIVED = ("logits", "_plan", "_model", "_depth", "_pooled", "_tensors", "_inputs", "_sample",
+            "_counted", "_channel_keep")
 
 
 def _check_fields() -> None:
@@ -103,15 +106,19 @@ def pyramid_state(pyramid: Pyramid, *, maps: Any = None, inputs: bool = False
     meta: dict[str, Any] = {"format": FORMAT, "version": VERSION}
     from . import __version__
     meta["fxcfp"] = __version__
+    fields = {f.name for f in dataclasses.fields(Pyramid)}
     for name in _PLAIN:
-        meta[name] = getattr(pyramid, name)
+        if name in fields:
+            meta[name] = getattr(pyramid, name)
     arrays: dict[str, np.ndarray] = {
         "depth": _smallest_int(np.minimum(pyramid._depth, UNREACHED)),
         "logits": pyramid.logits.detach().cpu().numpy(),
         "output_sources": _smallest_int(plan.output_sources.numpy()),
     }
     tensors = pyramid._tensors
-    weight_sums = ([float(t.weight.double().sum()) for t in tensors] if tensors
+    # the model's own pooled weights (a contrastive pyramid's root row is a difference)
+    weight_sums = ([float(plan.pooled_weight(layer).to(t.weight.dtype).double().sum())
+                    for layer, t in zip(plan.layers, tensors)] if tensors
                    else list(getattr(pyramid, "_weight_sums", [None] * len(plan.layers))))
     meta["layers"] = [_layer_row(layer, s) for layer, s in zip(plan.layers, weight_sums)]
     meta["input_names"] = list(plan.input_names)
@@ -133,6 +140,12 @@ def pyramid_state(pyramid: Pyramid, *, maps: Any = None, inputs: bool = False
     arrays["passing/channel"] = _smallest_int(np.concatenate(channel))
     arrays["passing/score"] = _scores(np.concatenate(score))
     arrays["passing/offsets"] = np.asarray(offsets, dtype=np.int64)
+    # every layer's edges, counted once here, so a loaded pyramid needs no weights to count
+    arrays["edge_counts"] = np.asarray(pyramid._edge_counts, dtype=np.int64)
+    keep = pyramid._channel_keep
+    meta["channel_keep"] = keep is not None
+    for index, mask in enumerate(keep or ()):
+        arrays[f"keep/{index}"] = np.asarray(mask, dtype=bool)  # the evidence gate's channels
     meta["maps"] = {}
     for mode in _modes(maps):
         layers = []
@@ -314,8 +327,24 @@ class SavedPyramid(Pyramid):
             "its model, and kernel maps are not saved. Hint: fxcfp.load_pyramid(path, "
             "model=model, clip=clip) or SavedPyramid.with_model(model, clip)")
 
-    def prefetch_maps(self, layers: Any = None) -> None:
+    def prefetch_maps(self, layers: Any = None, **options: Any) -> None:
         return None  # the saved maps are all there is
+
+    def _pair_edges(self, index: int, rows: np.ndarray) -> int:
+        # the edges of kernels ``rows`` from the saved passing pairs: without the model there
+        # are no weights to run the gate again on, and the pairs are the gate's own result
+        passing = self._passing(index)
+        members = (self._plan.layers[index].sources >= 0).sum(1).numpy()
+        return int(members[passing.channel[np.isin(passing.kernel, rows)]].sum())
+
+
+def _counted_from_state(arrays: dict[str, np.ndarray], plan: Plan
+                        ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The saved edge counts as the back-step's ``(edges, visited)``: every kernel visited."""
+    if "edge_counts" not in arrays:
+        return None
+    visited = np.asarray([layer.out_channels for layer in plan.layers], dtype=np.int64)
+    return arrays["edge_counts"].astype(np.int64), visited
 
 
 def pyramid_from_state(meta: dict[str, Any], arrays: dict[str, np.ndarray], *,
@@ -325,13 +354,17 @@ def pyramid_from_state(meta: dict[str, Any], arrays: dict[str, np.ndarray], *,
     try:
         plan = _plan_from_state(meta, arrays)
         passing = _passing_from_state(arrays, len(plan.layers))
-        values = {name: meta[name] for name in _PLAIN}
+        values = {name: meta[name] if name not in _PLAIN_DEFAULTS
+                  else meta.get(name, _PLAIN_DEFAULTS[name]) for name in _PLAIN}
+        keep = (tuple(arrays[f"keep/{i}"].astype(bool) for i in range(len(plan.layers)))
+                if meta.get("channel_keep") else None)
         pyramid = SavedPyramid(
             **values, logits=torch.from_numpy(arrays["logits"]), _plan=plan,
             _model=None, _depth=arrays["depth"].astype(np.int32),  # type: ignore[arg-type]
             _pooled=tuple(torch.from_numpy(arrays[f"pooled/{i}"])
                           for i in range(len(plan.layers))),
-            _tensors=(), _inputs=(), _sample=0)
+            _tensors=(), _inputs=(), _sample=0, _channel_keep=keep,
+            _counted=_counted_from_state(arrays, plan))
     except (KeyError, TypeError, ValueError, IndexError) as err:
         raise PyramidFileError(
             f"{call}: the pyramid file is incomplete or corrupt ({type(err).__name__}: {err}). "
@@ -374,7 +407,7 @@ def _attach(saved: SavedPyramid, model: nn.Module, clip: Any, call: str) -> Pyra
     inputs, as_list = prepare_inputs(call, model, clip, batched=False)
     from ._analyzer import _eval_mode
     with _eval_mode(model):
-        plan = analyzer._plan(inputs, as_list)
+        plan, _ = analyzer._plan(inputs, as_list)  # the plan, and a capture we do not need
     _check_same(saved, plan, call)
     pooled = tuple(p.to(inputs[0].device) for p in saved._pooled)
     tensors = tuple(analyzer._layer_tensors(plan, inputs[0].device, pooled[0].dtype))
@@ -386,11 +419,18 @@ def _attach(saved: SavedPyramid, model: nn.Module, clip: Any, call: str) -> Pyra
                 f"{call}: the model's weights differ from the ones analysed (layer "
                 f"{layer.name!r}: pooled weights sum to {actual:.6g}, the file says "
                 f"{expected:.6g}). Hint: pass the model as it was when the pyramid was made")
-    live = Pyramid(
-        target=saved.target, probability=saved.probability, logits=saved.logits,
-        threshold=saved.threshold, max_depth=saved.max_depth, top_k=saved.top_k,
-        _plan=plan, _model=model, _depth=saved._depth, _pooled=pooled, _tensors=tensors,
-        _inputs=tuple(inputs), _sample=0)
+    if getattr(saved, "contrast", None) is not None:
+        from ._contrast import contrast_tensors  # the root row is the class difference
+
+        tensors = tuple(contrast_tensors(call, list(tensors), plan.output_sources,
+                                         saved.target, saved.contrast))
+    if saved._channel_keep is not None:  # the evidence gate's closed channels link nowhere
+        from ._gate import gated_tensors
+        tensors = gated_tensors(tensors, saved._channel_keep, plan.total_ids)
+    values = {f.name: getattr(saved, f.name) for f in dataclasses.fields(Pyramid)}
+    values.update(_plan=plan, _model=model, _pooled=pooled, _tensors=tensors,
+                  _inputs=tuple(inputs), _sample=0)
+    live = Pyramid(**values)
     live.__dict__["_passing_cache"] = dict(state["_passing_cache"])
     live.__dict__["_passing_kept"] = state["_passing_kept"]
     return live

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -12,9 +11,11 @@ import networkx as nx
 import numpy as np
 import torch
 
+from . import _fused
 from ._backstep import UNREACHED, LayerTensors, gate, normalised
 from ._errors import GraphTooLargeError, InvalidArgumentError
 from ._evidence import record_evidence
+from ._files import atomic_write, dump_json
 from ._maps import temporal_profile, upsample
 
 if TYPE_CHECKING:
@@ -101,6 +102,7 @@ class Pyramid:
         contrast: for a contrastive pyramid ("why ``target`` and not ``contrast``"), the other
             class: the root is scored with the classifier's row difference and evidence maps
             differentiate ``y_target - y_contrast``; ``None`` otherwise.
+        gate: ``"paper"`` or ``"evidence"`` (see :func:`fxcfp.analyze`).
     """
 
     target: int
@@ -117,12 +119,16 @@ class Pyramid:
     _tensors: tuple[LayerTensors, ...] = field(repr=False, compare=False)
     _inputs: tuple[torch.Tensor, ...] = field(repr=False, compare=False)
     _sample: int = field(repr=False, compare=False)
-    # last, with a default: the class the target is contrasted with (None: no contrast)
+    # last, with defaults: the class the target is contrasted with (None: no contrast), the
+    # gate, and the evidence gate's open input channels per layer (None: the paper's gate)
     contrast: int | None = None
     # per layer, the edges the back-step counted and how many kernels (in ascending depth) it
     # visited (:class:`fxcfp._backstep.Backstep`); ``None``: nothing counted yet
     _counted: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False,
                                                            compare=False)
+    gate: str = "paper"
+    _channel_keep: tuple[np.ndarray, ...] | None = field(default=None, repr=False,
+                                                         compare=False)
 
     # --- structure -------------------------------------------------------------------------
 
@@ -150,6 +156,10 @@ class Pyramid:
         kernel = rows[r.cpu().numpy()]
         per_group_kernels = layer.out_channels // layer.groups
         channel = (kernel // per_group_kernels) * tensors.weight.shape[1] + cand.cpu().numpy()
+        if self._channel_keep is not None:
+            # the evidence gate closed these channels: they link to no kernel (fxcfp/_gate.py)
+            kept = self._channel_keep[index][channel]
+            kernel, channel, n = kernel[kept], channel[kept], n[kept]
         result = _Passing(kernel, channel, n)
         kept = self.__dict__.get("_passing_kept", 0)
         if kept + kernel.size <= _PASSING_BUDGET:  # a huge pyramid is recomputed, not hoarded
@@ -183,10 +193,14 @@ class Pyramid:
             return 0
         pooled, tensors = self._pooled[index], self._tensors[index]
         rows_t = torch.from_numpy(rows).to(pooled.device)
-        passed = gate(pooled[None], tensors, self.threshold, self.top_k, rows_t)[3][0]
         members = tensors.members
         if members is None:  # a layer tensor made without counts
             members = (self._plan.layers[index].sources >= 0).sum(1).to(pooled.device)
+        extension = _fused.extension()
+        if extension is not None and _fused.usable(tensors, pooled, self.top_k):
+            return int(extension.count_rows(pooled.contiguous(), tensors.weight.contiguous(),
+                                            rows_t, self.threshold, members.to(torch.int32)))
+        passed = gate(pooled[None], tensors, self.threshold, self.top_k, rows_t)[3][0]
         if tensors.group_of_kernel is None:
             per_pair = members[None]
         else:  # a grouped kernel's passing channel c is channel c of its own group
@@ -310,14 +324,15 @@ class Pyramid:
         return graph
 
     def to_graphml(self, path: str | os.PathLike[str]) -> None:
-        """Write :attr:`graph` as GraphML."""
-        nx.write_graphml(self.graph, os.fspath(path))
+        """Write :attr:`graph` as GraphML, atomically (a failed write leaves no partial file)."""
+        graph = self.graph
+        with atomic_write(path, binary=True) as file:
+            nx.write_graphml(graph, file)
 
     def to_json(self, path: str | os.PathLike[str]) -> None:
-        """Write :attr:`graph` as node-link JSON (``nodes``, ``edges``, ``graph`` attributes)."""
-        data = nx.node_link_data(self.graph, edges="edges")
-        with open(path, "w", encoding="utf-8") as file:
-            json.dump(data, file, indent=1)
+        """Write :attr:`graph` as strict node-link JSON (``nodes``, ``edges``, ``graph``
+        attributes; no ``NaN``), atomically."""
+        dump_json(nx.node_link_data(self.graph, edges="edges"), path)
 
     def save(self, path: str | os.PathLike[str], *, maps: str | tuple[str, ...] | None = None,
              inputs: bool = False) -> None:
@@ -427,8 +442,9 @@ class Pyramid:
         inputs, sample = list(self._inputs), self._sample
         if self._plan.traced.method == "fx":  # a symbolic trace runs any batch size
             inputs, sample = [x[sample: sample + 1] for x in inputs], 0
-        return record_evidence(self._model, self._plan.traced.gm, inputs, requests, sample,
-                               self.target, self.contrast)
+        # the graph runs an eval-mode view: its own flags, never the caller's, are the ones set
+        return record_evidence(self._plan.traced.gm, self._plan.traced.gm, inputs, requests,
+                               sample, self.target, self.contrast)
 
     def _source_key(self, index: int) -> tuple[str, int]:
         # a classifier's maps are drawn on the pre-pool tensor (SPEC "Maps of a layer without

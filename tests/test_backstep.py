@@ -142,7 +142,7 @@ def test_the_gpu_form_never_reads_the_host():
 def test_pyramids_of_random_architectures_match_the_dense_back_step(arch, seed):
     model, shape = arch
     clip = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
-    pyramid = fxcfp.analyze(model, clip[0], threshold=0.5)
+    pyramid = fxcfp.analyze(model, clip, threshold=0.5)
     assert_matches_dense(pyramid, thresholds=(0.0, 0.6), depths=(None, 2), top_ks=(None, 2))
 
 
@@ -173,3 +173,51 @@ def test_per_sample_rows_gate_like_shared_rows():
     for b in range(2):
         assert torch.equal(per_sample[b], gate(pooled[b:b + 1], layer, 0.5, None, rows[b])[3][0])
     assert np.array_equal(per_sample.shape, (2, 3, 4))
+
+
+def _extension():
+    from fxcfp import _fused
+
+    module = _fused.wait()
+    if module is None:
+        pytest.skip(f"the fused pass cannot be built here: {_fused._state['error']}")
+    return module
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize(("threshold", "max_depth"),
+                         [(0.6, None), (0.0, None), (0.3, 2), (1.0, None), (0.6, 3)])
+def test_the_fused_pass_equals_the_torch_path(seed, threshold, max_depth):
+    _extension()
+    tensors, pooled, roots, total = _network(seed, batch=3)
+    options = {"threshold": threshold, "max_depth": max_depth, "top_k": None}
+    fused = backstep(tensors, pooled, roots, total, fused=True, **options)
+    plain = backstep(tensors, pooled, roots, total, fused=False, **options)
+    assert torch.equal(fused.depth, plain.depth)
+    assert torch.equal(fused.depth, dense_backstep(tensors, pooled, roots, total, **options))
+    limit = UNREACHED if max_depth is None else max_depth
+    for b in range(roots.shape[0]):
+        for index, layer in enumerate(tensors):
+            assert int(fused.edges[b, index]) == _counted_prefix(
+                layer, pooled[index][b], fused.depth[b], int(fused.visited[b, index]), limit,
+                threshold, None)
+
+
+def test_the_fused_gate_keeps_the_ends_and_nan():
+    module = _extension()
+    pooled = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+    weight = torch.tensor([[0.5, 0.1, 0.3, 0.2], [1.0, 1.0, 1.0, 1.0], [1.0, float("nan"), 1, 1],
+                           [float("inf"), 1.0, 1.0, 1.0], [0.0, -0.0, 0.0, 0.0]])
+    layer = LayerTensors(0, 1, weight, None, torch.zeros(4, 1, dtype=torch.long))
+    members = torch.ones(4, dtype=torch.int32)
+    for threshold in (0.0, 0.25, 0.6, 1.0):
+        passed = gate(pooled, layer, threshold, None)[3][0]
+        for row in range(weight.shape[0]):
+            edges = module.count_rows(pooled[0], weight, torch.tensor([row]), threshold, members)
+            assert edges == int(passed[row].sum()), (threshold, row)
+        # and through the back-step: kernel `row` at depth 0 gives its passing channels depth 1
+        for row in range(weight.shape[0]):
+            one = LayerTensors(4, 1, weight[row:row + 1], None, torch.arange(4)[:, None], members)
+            found = backstep([one], [pooled], torch.tensor([[4]]), 5, threshold=threshold,
+                             max_depth=None, top_k=None, fused=True)
+            assert torch.equal(found.depth[0, :4] == 1, passed[row]), (threshold, row)

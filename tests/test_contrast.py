@@ -131,3 +131,60 @@ def test_a_batch_whose_clip_explains_the_contrast_class_names_the_clip():
     with pytest.raises(fxcfp.InvalidArgumentError,
                        match=r"fxcfp.analyze_batch: contrast=1 is the class explained of clip 1"):
         fxcfp.analyze_batch(_net(), torch.stack([_clip(1), _clip(2)]), [0, 1], contrast=1)
+
+
+# --- the evidence gate (fxcfp/_gate.py) --------------------------------------------------------
+
+
+def _contributions(model: Net, clip: torch.Tensor, cls: int) -> dict[str, torch.Tensor]:
+    """Per input channel of each layer: sum of d log p_cls / dA * A, by plain autograd."""
+    x = clip[None].clone().requires_grad_(True)
+    a = torch.relu(model.a(x))
+    b = torch.relu(model.b(a))
+    pooled = b.mean((2, 3, 4))
+    logp = model.fc(pooled).log_softmax(1)[0, cls]
+    grads = torch.autograd.grad(logp, [x, a, pooled])
+    return {name: (g * v)[0].reshape(v.shape[1], -1).sum(1).detach()
+            for name, g, v in zip(["a", "b", "fc"], grads, [x, a, pooled])}
+
+
+def test_the_evidence_gate_links_only_channels_that_carry_the_class():
+    from fxcfp._gate import EVIDENCE_FLOOR
+
+    model, clip = _net(), _clip()
+    paper = fxcfp.analyze(model, clip, 1, threshold=0.3)
+    gated = fxcfp.analyze(model, clip, 1, threshold=0.3, gate="evidence")
+    assert gated.gate == "evidence" and paper.gate == "paper"
+    contributions = _contributions(model, clip, 1)
+    linked = 0
+    for kernel, channel in gated.graph.edges:
+        layer = kernel.rsplit(":", 1)[0]
+        # the linked kernel's channel is the layer's input channel: no add or concat here
+        c = gated.graph.nodes[channel]["channel"]
+        share = contributions[layer]
+        assert share[c] > 0 and share[c] >= EVIDENCE_FLOOR * share.max() - 1e-9
+        assert paper.graph.has_edge(kernel, channel)  # the paper's gate passed it too
+        linked += 1
+    assert 0 < linked < paper.graph.number_of_edges()
+    assert gated.num_edges == gated.graph.number_of_edges()  # counted the way it is built
+    assert gated.num_kernels < paper.num_kernels
+
+
+def test_the_evidence_gate_in_a_batch_matches_single_calls_and_leaves_the_model_unchanged():
+    model = _net()
+    clips = torch.stack([_clip(1), _clip(2)])
+    snap = snapshot(model)
+    batch = fxcfp.analyze_batch(model, clips, [0, 3], gate="evidence", threshold=0.3)
+    for i, pyramid in enumerate(batch):
+        single = fxcfp.analyze(model, clips[i], [0, 3][i], gate="evidence", threshold=0.3)
+        assert np.array_equal(pyramid._depth, single._depth)
+        assert set(pyramid.graph.edges) == set(single.graph.edges)
+    assert_unchanged(model, snap)
+    assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("gate", ["Evidence", "class", None, 1])
+def test_unknown_gates_are_refused(gate):
+    with pytest.raises(fxcfp.InvalidArgumentError,
+                       match=r"fxcfp.analyze: gate=.* is not a gate; use gate='paper'"):
+        fxcfp.analyze(_net(), _clip(), gate=gate)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import av
 import numpy as np
+import pytest
 import torch
 import torchvision
 from PIL import Image
@@ -19,10 +20,14 @@ def _pyramid() -> tuple[fxcfp.Pyramid, torch.Tensor]:
     return fxcfp.analyze(model, clip, threshold=0.7), clip
 
 
-def test_render_every_level_of_a_real_pyramid(tmp_path):
+@pytest.mark.parametrize("maps", ["evidence", "paper"])
+def test_render_every_level_of_a_real_pyramid(tmp_path, maps):
     pyramid, clip = _pyramid()
-    result = render_pyramid(pyramid, tmp_path, clip=clip, mean=(0.5,) * 3, std=(0.25,) * 3)
+    result = render_pyramid(pyramid, tmp_path, clip=clip, mean=(0.5,) * 3, std=(0.25,) * 3,
+                            maps=maps)
     assert [level.layer for level in result.levels] == [level.name for level in pyramid.layers]
+    # the class level is drawn on the tensor before the global pool: never blank
+    assert result.levels[0].layer == "fc" and sum(result.levels[0].profile) > 0.99
     for level in result.levels:
         with Image.open(level.gif) as gif:
             assert gif.size == (32, 32)
