@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import sys
 import threading
 import weakref
@@ -45,10 +46,24 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
         yield
 
 
+def _released() -> None:
+    _RELEASED[0] += 1
+
+
+# Analyzers freed since the last first call: their traced graphs are reference cycles (a graph
+# and its module point at each other), which hold the model's tensors until Python's cyclic
+# collector happens to run. With a new model object per call that was tens of MB a call.
+_RELEASED = [0]
+
+
 def _trim_heap() -> None:
-    """Hand freed memory back to the system (glibc keeps the arenas of freed graphs, plans and
-    models otherwise: with a new model object per call, resident memory grew ~13 MB a call)."""
+    """Free what earlier analyzers left behind, and hand freed memory back to the system
+    (glibc keeps the arenas of freed graphs, plans and models otherwise). Runs after a first
+    call (one trace, seconds), never on the steady path."""
     global _LIBC
+    if _RELEASED[0]:
+        _RELEASED[0] = 0
+        gc.collect()
     if _LIBC is None:
         try:
             _LIBC = ctypes.CDLL("libc.so.6") if sys.platform.startswith("linux") else False
@@ -197,6 +212,7 @@ class Analyzer:
         # concurrent calls run in parallel on them (nothing there is written during a call)
         self._lock = threading.RLock()
         self._reset(None)
+        weakref.finalize(self, _released)
 
     def _reset(self, view: nn.Module | None, key: tuple[int, ...] | None = None) -> None:
         self._view = view

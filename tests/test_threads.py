@@ -118,7 +118,7 @@ def test_a_train_mode_model_under_concurrent_calls_keeps_its_flags_and_statistic
     assert batches == {name: int(b) for name, b in model.named_buffers() if "num_batches" in name}
 
 
-@settings(deadline=None, max_examples=3)
+@settings(deadline=None, max_examples=2)
 @given(order=st.permutations(range(4)), delays=st.lists(st.integers(0, 3), min_size=4,
                                                          max_size=4))
 def test_random_interleavings_of_first_calls(order, delays):
