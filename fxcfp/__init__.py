@@ -14,7 +14,8 @@ Example:
 
 from __future__ import annotations
 
-from ._analyzer import Analyzer, analyze, analyze_batch
+from typing import TYPE_CHECKING, Any
+
 from ._errors import (
     DeviceMismatchError,
     FxcfpError,
@@ -27,9 +28,38 @@ from ._errors import (
     UnsupportedOpError,
     UntraceableModelError,
 )
-from ._io import PyramidFileError, SavedPyramid, load_pyramid
-from ._pyramid import LayerSelection, Pyramid
-from .passes.rules import RuleCall, register_channel_rule
+
+if TYPE_CHECKING:
+    from ._analyzer import Analyzer, analyze, analyze_batch
+    from ._io import PyramidFileError, SavedPyramid, load_pyramid
+    from ._pyramid import LayerSelection, Pyramid
+    from .passes.rules import RuleCall, register_channel_rule
+
+# The analysis needs torch, which takes seconds to import; the command line checks its paths
+# before that, so the names that need torch are imported on first use (PEP 562).
+_LAZY = {
+    "Analyzer": "._analyzer",
+    "analyze": "._analyzer",
+    "analyze_batch": "._analyzer",
+    "PyramidFileError": "._io",
+    "SavedPyramid": "._io",
+    "load_pyramid": "._io",
+    "LayerSelection": "._pyramid",
+    "Pyramid": "._pyramid",
+    "RuleCall": ".passes.rules",
+    "register_channel_rule": ".passes.rules",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'fxcfp' has no attribute {name!r}")
+
 
 __all__ = [
     "Analyzer",

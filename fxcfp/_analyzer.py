@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
+import sys
+import threading
 import weakref
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -13,28 +17,136 @@ from torch import nn
 from ._backstep import LayerTensors, backstep
 from ._checks import check_classes, check_model, check_options, prepare_inputs
 from ._contrast import check_contrast, contrast_classes, contrast_tensors
-from ._errors import UnsupportedModelError, UnsupportedOpError
+from ._errors import (
+    FxcfpError,
+    ModelCallError,
+    UnsupportedModelError,
+    UnsupportedOpError,
+    UntraceableModelError,
+    describe_model_error,
+)
 from ._gate import Gate, check_gate, evidence_keep, gated_tensors
 from ._plan import Plan, plan_and_capture, record_activations
 from ._pyramid import Pyramid
-from ._trace import Traced, trace_model
+from ._trace import Traced, failing_module, trace_model
+from ._view import eval_view, fingerprint, unwrap
+from .passes.weighted_layers import weight_version
 
 __all__ = ["Analyzer", "analyze", "analyze_batch"]
 
 
+_HOOKS = ("_forward_pre_hooks", "_forward_hooks")
+
+
 @contextlib.contextmanager
 def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode for the call; every module's own ``training`` flag comes back afterwards, also
-    when the call raises."""
-    flags = [(module, module.training) for module in model.modules()]
-    try:
-        for module, _ in flags:
-            module.training = False
-        with torch.no_grad():
-            yield
-    finally:
-        for module, flag in flags:
-            module.training = flag
+    """No gradients for the block. The model's ``training`` flags are left alone: fxcfp runs an
+    eval-mode view of it (:mod:`fxcfp._view`), so nothing needs flipping, and nothing races."""
+    with torch.no_grad():
+        yield
+
+
+def _released() -> None:
+    _RELEASED[0] += 1
+
+
+# Analyzers freed since the last first call: their traced graphs are reference cycles (a graph
+# and its module point at each other), which hold the model's tensors until Python's cyclic
+# collector happens to run. With a new model object per call that was tens of MB a call.
+_RELEASED = [0]
+
+
+def _trim_heap() -> None:
+    """Free what earlier analyzers left behind, and hand freed memory back to the system
+    (glibc keeps the arenas of freed graphs, plans and models otherwise). Runs after a first
+    call (one trace, seconds), never on the steady path."""
+    global _LIBC
+    if _RELEASED[0]:
+        _RELEASED[0] = 0
+        gc.collect()
+    if _LIBC is None:
+        try:
+            _LIBC = ctypes.CDLL("libc.so.6") if sys.platform.startswith("linux") else False
+            _LIBC.malloc_trim  # noqa: B018 - musl has no malloc_trim
+        except (OSError, AttributeError):
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+_LIBC: Any = None
+
+
+def _root_pre_hooks(root: nn.Module, inputs: list[torch.Tensor], as_list: bool, call: str
+                    ) -> list[torch.Tensor]:
+    """Run the model's own forward pre-hooks as ``model(clip)`` would, on fxcfp's copy of the
+    clip: the traced graph is the model's ``forward``, without them."""
+    if not root._forward_pre_hooks:
+        return inputs
+    args: tuple[Any, ...] = (list(inputs),) if as_list else tuple(inputs)
+    for hook_id, hook in list(root._forward_pre_hooks.items()):
+        if hook_id in root._forward_pre_hooks_with_kwargs:
+            result = hook(root, args, {})
+            if result is not None:
+                args, kwargs = result
+                if kwargs:
+                    raise UnsupportedModelError(
+                        f"{call}: the model's forward pre-hook {_hook_name(hook)} passes keyword "
+                        f"arguments {sorted(kwargs)} to forward; fxcfp calls forward with the "
+                        "clip alone. Hint: remove the hook while analysing (handle.remove())")
+        else:
+            result = hook(root, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
+    tensors = list(args[0]) if as_list and len(args) == 1 else list(args)
+    if len(tensors) != len(inputs) or not all(isinstance(t, torch.Tensor) for t in tensors):
+        raise UnsupportedModelError(
+            f"{call}: the model's forward pre-hooks turned the {len(inputs)} input tensor(s) into "
+            f"{[type(t).__name__ for t in tensors]}; fxcfp explains a model whose forward takes "
+            "the clip's tensors. Hint: remove the hook while analysing (handle.remove())")
+    return tensors
+
+
+def _root_hooks(root: nn.Module, inputs: list[torch.Tensor], as_list: bool,
+                output: torch.Tensor, call: str) -> torch.Tensor:
+    """Run the model's own forward hooks on its output, as ``model(clip)`` would. A hook keeps
+    class ``c`` at class ``c`` (it rescales, calibrates or records): the pyramid of class ``c``
+    is rooted at the classifier's kernel ``c``."""
+    if not root._forward_hooks:
+        return output
+    args: tuple[Any, ...] = (list(inputs),) if as_list else tuple(inputs)
+    for hook_id, hook in list(root._forward_hooks.items()):
+        if hook_id in root._forward_hooks_with_kwargs:
+            result = hook(root, args, {}, output)
+        else:
+            result = hook(root, args, output)
+        if result is not None:
+            if not isinstance(result, torch.Tensor) or result.shape != output.shape:
+                got = (tuple(result.shape) if isinstance(result, torch.Tensor)
+                       else type(result).__name__)
+                raise UnsupportedModelError(
+                    f"{call}: the model's forward hook {_hook_name(hook)} turns its "
+                    f"{tuple(output.shape)} logits into {got}; fxcfp roots class c at the "
+                    "classifier's kernel c and cannot follow a hook that reshapes the output. "
+                    "Hint: remove the hook while analysing (handle.remove())")
+            output = result
+    return output
+
+
+def _hook_name(hook: Any) -> str:
+    return repr(getattr(hook, "__qualname__", None) or type(hook).__name__)
+
+
+def _check_finite(call: str, logits: torch.Tensor) -> None:
+    finite = torch.isfinite(logits)
+    if bool(finite.all()):
+        return
+    sample, cls = (int(i) for i in (~finite).nonzero()[0])
+    value = float(logits[sample, cls])
+    raise ModelCallError(
+        f"{call}: the model's output for clip {sample} is not finite (class {cls}: {value}); a "
+        "probability and a target class of non-finite logits are undefined. Hint: check the "
+        "model's weights (NaN after training?) and the clip's scale and normalisation")
 
 
 def _opaque(err: Exception) -> bool:
@@ -56,12 +168,30 @@ class Analyzer:
     Args:
         model: any ``nn.Module`` returning ``N x classes`` logits. It is never changed: its
             parameters, buffers, ``training`` flags, ``requires_grad`` and hooks are the same
-            after every call, also one that raises. Weights are read live, so an Analyzer keeps
-            explaining the model as it is trained further.
+            after every call, also one that raises. fxcfp traces and runs an eval-mode *view*
+            of it (:mod:`fxcfp._view`: the same tensors and hooks, its own flags), so weights
+            are read live and an Analyzer keeps explaining the model as it is trained further;
+            a replaced module or tensor makes it trace again.
+            A ``torch.compile`` wrapper is explained as the module it wraps.
         leaf_modules: module classes symbolic tracing must not enter (for data-dependent
             control flow); each needs a rule, see :func:`fxcfp.register_channel_rule`.
         concrete_args: arguments of ``forward`` to fix while tracing (torch.fx).
         trace: ``"auto"`` (torch.fx, then torch.export), ``"fx"`` or ``"export"``.
+
+    Threads: calls from several threads at once (on one Analyzer, one model or many) give the
+    sequential results. Tracing takes a process-wide lock (symbolic tracing patches
+    ``nn.Module.__call__`` for the whole process, and fxcfp's tracer passes other threads'
+    module calls straight through while it does); the forward passes run in parallel.
+
+    Hooks run as in ``model(clip)``: the model's own forward pre-hooks and hooks around the traced
+    graph (a forward hook must keep the output's shape: class ``c`` stays rooted at the
+    classifier's kernel ``c``), a leaf module's (a Conv, Linear, BatchNorm...) inside the graph,
+    once per call (the first call's channel-map pass is its forward; only the first
+    ``analyze_batch`` of a shape on the torch.fx path runs them twice, once on one clip to map the
+    channels); each map forward (:meth:`Pyramid.prefetch_maps`) runs the leaf hooks once more.
+    Hooks of a container module, whose forward the trace inlines (every submodule on the
+    torch.export path), and global module hooks cannot run where a plain call runs them: such a
+    call is refused with an :class:`~fxcfp.UnsupportedModelError` naming them.
 
     Example:
         >>> import torch, torchvision, fxcfp
@@ -78,10 +208,19 @@ class Analyzer:
         self._leaf_modules = tuple(leaf_modules)
         self._concrete_args = concrete_args
         self._trace = trace
+        # plans, traces and the view are built by one thread at a time; the forward passes of
+        # concurrent calls run in parallel on them (nothing there is written during a call)
+        self._lock = threading.RLock()
+        self._reset(None)
+        weakref.finalize(self, _released)
+
+    def _reset(self, view: nn.Module | None, key: tuple[int, ...] | None = None) -> None:
+        self._view = view
+        self._view_key = key
         self._fx: Traced | None = None
         self._plans: dict[tuple[Any, ...], Plan] = {}
         self._tensors: dict[tuple[Any, ...], tuple[tuple[Any, ...], list[LayerTensors]]] = {}
-        self._fingerprint: tuple[int, ...] | None = None
+        self._leaves: dict[int, tuple[str, ...]] = {}
         self._export_only = False
 
     @property
@@ -91,14 +230,29 @@ class Analyzer:
             raise UnsupportedModelError("fxcfp.Analyzer: the model was garbage-collected")
         return model
 
+    def _eval_model(self, model: nn.Module) -> nn.Module:
+        """The eval-mode view that is traced and run in place of the model (see
+        :mod:`fxcfp._view`); rebuilt, with every plan, when a module or tensor was replaced."""
+        inner = unwrap(model)
+        key = fingerprint(inner)
+        if self._view is not None and self._view_key == key:
+            return self._view
+        with self._lock:
+            if self._view is None or self._view_key != key:
+                self._reset(eval_view(inner), key)
+            return self._view
+
     # --- plans -----------------------------------------------------------------------------
 
     def _plan(self, inputs: list[torch.Tensor], as_list: bool
               ) -> tuple[Plan, tuple[Any, tuple[torch.Tensor, ...]] | None]:
         """The plan for ``inputs``, and when it was built on them just now, what its capture
         returns for them (the channel-map pass ran the model on them already)."""
-        model = self.model
-        call_args = [inputs] if as_list else inputs
+        return self._plan_for(self._eval_model(self.model), inputs, as_list)
+
+    def _plan_for(self, view: nn.Module, inputs: list[torch.Tensor], as_list: bool,
+                  call: str = "fxcfp.analyze"
+                  ) -> tuple[Plan, tuple[Any, tuple[torch.Tensor, ...]] | None]:
         kind = "export" if (as_list or self._trace == "export" or self._export_only) else "fx"
         # symbolic tracing is shape-agnostic (flatten sizes still make channel maps per shape,
         # not per batch size); torch.export's graph is specialised to every dimension
@@ -106,57 +260,122 @@ class Analyzer:
             (tuple(x.shape), x.dtype, x.device) for x in inputs)
         key = export_key if kind == "export" else ("fx",) + tuple(
             (tuple(x.shape[1:]), x.dtype, x.device) for x in inputs)
-        if key in self._plans:
-            return self._plans[key], None
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan, None
+        with self._lock:
+            plan = self._plans.get(key)
+            if plan is not None:  # another thread built it meanwhile
+                return plan, None
+            plan, captured = self._build(view, inputs, as_list, kind, key, export_key, call)
+        _trim_heap()  # the first call of a shape is where big graphs come and go
+        return plan, captured
+
+    def _build(self, view: nn.Module, inputs: list[torch.Tensor], as_list: bool, kind: str,
+               key: tuple[Any, ...], export_key: tuple[Any, ...], call: str
+               ) -> tuple[Plan, tuple[Any, tuple[torch.Tensor, ...]] | None]:
+        call_args = [inputs] if as_list else inputs
         traced = self._fx if kind == "fx" else None
+        # torch.export would run submodule hooks on fake tensors before fxcfp could refuse them
+        hooked = self._trace == "auto" and any(
+            getattr(module, attr) for name, module in view.named_modules() if name
+            for attr in _HOOKS)
         if traced is None:
-            traced = trace_model(model, call_args, leaf_modules=self._leaf_modules,
-                                 concrete_args=self._concrete_args, method=self._trace)
+            try:
+                traced = trace_model(view, call_args, leaf_modules=self._leaf_modules,
+                                     concrete_args=self._concrete_args,
+                                     method="fx" if hooked and kind == "fx" else self._trace)
+            except UntraceableModelError:
+                if hooked:
+                    self._check_hooks(call, view, None)
+                raise
         if traced.method == "fx":
             self._fx = traced
             sample = [x[:1] for x in inputs]  # channel maps do not depend on the batch size
         else:
             sample = inputs
         try:
-            plan, captured = plan_and_capture(traced, sample, model)
+            # a copy: a model that edits its input in place edits fxcfp's copy, once per run
+            plan, captured = plan_and_capture(traced, _copies(sample), view)
         except (UnsupportedOpError, UnsupportedModelError) as err:
             if not (traced.method == "fx" and self._trace == "auto" and _opaque(err)):
                 raise
             # symbolic tracing kept a plain-Python helper opaque (torchvision's fx-wrapped
             # functions); torch.export traces through it, from now on for every shape
+            if hooked:
+                self._check_hooks(call, view, None)
             self._export_only = True
-            traced = trace_model(model, call_args, leaf_modules=self._leaf_modules,
+            traced = trace_model(view, call_args, leaf_modules=self._leaf_modules,
                                  method="export")
-            plan, captured = plan_and_capture(traced, inputs, model)
+            plan, captured = plan_and_capture(traced, _copies(inputs), view)
             sample = inputs
         if traced.method == "export" and kind == "fx":
             self._export_only = True  # fx failed for this model: later calls go to export directly
             key = export_key
+        gm = plan.traced.gm
+        self._leaves[id(plan)] = tuple(sorted(
+            {str(n.target) for n in gm.graph.nodes if n.op == "call_module"}))
         self._plans[key] = plan
         whole = all(s.shape == x.shape for s, x in zip(sample, inputs, strict=True))
         return plan, captured if whole else None
 
     def _layer_tensors(self, plan: Plan, device: torch.device, dtype: torch.dtype
                        ) -> list[LayerTensors]:
-        """Pooled weights on the device, recomputed only when a weight changed in place."""
-        params = [plan.traced.gm.get_parameter(layer.weight) for layer in plan.layers]
-        version = tuple((p._version, p.data_ptr()) for p in params)
+        """Pooled weights on the device, recomputed only when a weight (or what it is computed
+        from: a parametrization's original, a pruning mask) changed."""
+        gm = plan.traced.gm
+        version = tuple(weight_version(gm, layer.weight) for layer in plan.layers)
         key = (id(plan), device, dtype)
         cached = self._tensors.get(key)
         if cached is None or cached[0] != version:
-            cached = (version, plan.layer_tensors(device, dtype))
-            self._tensors[key] = cached
+            with self._lock:
+                cached = (version, plan.layer_tensors(device, dtype))
+                self._tensors[key] = cached
         return cached[1]
+
+    def _check_hooks(self, call: str, model: nn.Module, plan: Plan | None) -> None:
+        """Refuse the hooks fxcfp cannot run where ``model(clip)`` runs them: hooks of a module
+        whose forward the trace inlined (a container, or any submodule on the export path) and
+        global module hooks. The model's own hooks run around the graph; a leaf module's hooks
+        run inside it, once per forward."""
+        from torch.nn.modules import module as torch_module
+
+        if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
+            raise UnsupportedModelError(
+                f"{call}: global module hooks are registered (torch.nn.modules.module."
+                "register_module_forward_hook / _pre_hook); they run for every module call, and "
+                "fxcfp's traced graph calls only the leaf modules, so they cannot run as in "
+                "model(clip). Hint: remove them while analysing (handle.remove())")
+        leaves = () if plan is None else self._leaves.get(id(plan), ())
+        exported = plan is None or plan.traced.method == "export"
+        found = []
+        for name, module in unwrap(model).named_modules():
+            if not name or not any(getattr(module, attr) for attr in _HOOKS):
+                continue
+            if any(name == leaf or name.startswith(leaf + ".") for leaf in leaves):
+                continue
+            kinds = [kind for attr, kind in zip(_HOOKS, ("forward pre-hook", "forward hook"))
+                     if getattr(module, attr)]
+            found.append(f"{name!r} ({type(module).__name__}: {' and '.join(kinds)})")
+        if found:
+            path = ("torch.export inlines every submodule" if exported else "torch.fx inlines the forward of these container modules")
+            raise UnsupportedModelError(
+                f"{call}: cannot run the hooks of {', '.join(found[:6])}"
+                f"{' ...' if len(found) > 6 else ''} as model(clip) runs them: {path} into the "
+                "graph, so their hooks have no call to run at. Hint: register the hook on a "
+                "leaf layer (a Conv or Linear module, whose hooks fxcfp runs once per forward) "
+                "or on the model itself, or remove it while analysing (handle.remove())")
 
     @staticmethod
     def _record(model: nn.Module, plan: Plan, inputs: tuple[torch.Tensor, ...],
                 requests: dict[str, tuple[int, torch.Tensor]], sample: int
                 ) -> dict[str, torch.Tensor]:
-        """A targeted forward for the maps: only the requested channels of one sample."""
+        """A targeted forward for the maps: only the requested channels of one sample. It runs
+        the leaf modules' hooks once more, like any forward pass."""
         if plan.traced.method == "fx":
             inputs, sample = tuple(x[sample: sample + 1] for x in inputs), 0
-        with _eval_mode(model):
-            return record_activations(plan.traced.gm, list(inputs), requests, sample)
+        with torch.no_grad():
+            return record_activations(plan.traced.gm, _copies(inputs), requests, sample)
 
     # --- analysis --------------------------------------------------------------------------
 
@@ -182,14 +401,37 @@ class Analyzer:
         inputs, as_list = prepare_inputs("fxcfp.analyze_batch", self.model, clips, batched=True)
         return self._run("fxcfp.analyze_batch", inputs, as_list, classes, options, other, gate)
 
+    def _capture(self, call: str, plan: Plan, view: nn.Module, inputs: list[torch.Tensor]
+                 ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        try:
+            return plan.capture(*_copies(inputs))
+        except FxcfpError:
+            raise
+        except Exception as err:
+            where = failing_module(err, view)
+            place = f" in module {where!r}" if where and where != "<root>" else ""
+            raise ModelCallError(
+                f"{call}: the model raised{place} on this clip: {describe_model_error(err)}"
+            ) from err
+
     def _run(self, call: str, inputs: list[torch.Tensor], as_list: bool, classes: Any,
              options: tuple[float, int | None, int | None],
              contrast: int | str | None = None, gate: Gate = "paper") -> list[Pyramid]:
         threshold, max_depth, top_k = options
         model = self.model
-        with _eval_mode(model):
-            plan, captured = self._plan(inputs, as_list)
-            logits, pooled = captured if captured is not None else plan.capture(*inputs)
+        view = self._eval_model(model)
+        with torch.no_grad():
+            # fxcfp's own copy of the clip: the caller may refill its buffer, the model may
+            # edit its input; neither reaches the pyramid
+            inputs = _root_pre_hooks(view, _copies(inputs), as_list, call)
+            if as_list or self._trace == "export" or self._export_only:
+                self._check_hooks(call, model, None)  # before tracing: export inlines them all
+            plan, captured = self._plan_for(view, inputs, as_list, call)
+            self._check_hooks(call, model, plan)
+            logits, pooled = (captured if captured is not None
+                              else self._capture(call, plan, view, inputs))
+            logits = _root_hooks(view, inputs, as_list, logits, call)
+        _check_finite(call, logits)
         batch, num_classes = logits.shape
         targets = check_classes(call, classes, batch, num_classes)
         chosen = logits.argmax(1)
@@ -230,7 +472,7 @@ class Analyzer:
         depth = depth_t.cpu().numpy()
         edges, visited = edges_t.cpu().numpy(), visited_t.cpu().numpy()
         logits_cpu = logits.detach().float().cpu()
-        probabilities = logits_cpu.softmax(1)
+        probabilities = _probabilities(logits_cpu, plan, view)
         return [
             Pyramid(
                 target=int(chosen_cpu[i]), probability=float(probabilities[i, chosen_cpu[i]]),
@@ -244,24 +486,37 @@ class Analyzer:
         ]
 
 
+def _copies(tensors: Any) -> list[torch.Tensor]:
+    return [x.clone() for x in tensors]
+
+
+def _probabilities(logits: torch.Tensor, plan: Plan, view: nn.Module) -> torch.Tensor:
+    """SPEC: the softmax of the output; where the model ends in a softmax or log-softmax over
+    the classes, its own output (a softmax of probabilities would flatten them)."""
+    output = "logits" if view._forward_hooks else plan.traced.output
+    if output == "softmax":
+        return logits
+    if output == "log_softmax":
+        return logits.exp()
+    return logits.softmax(1)
+
+
 _CACHE: weakref.WeakKeyDictionary[nn.Module, Analyzer] = weakref.WeakKeyDictionary()
 
 
-def _fingerprint(model: nn.Module) -> tuple[int, ...]:
-    return tuple(id(m) for m in model.modules()) + tuple(id(p) for p in model.parameters())
+_CACHE_LOCK = threading.Lock()
 
 
 def _cached_analyzer(model: Any, call: str) -> Analyzer:
-    """The one-call functions reuse an Analyzer per model while its module tree is unchanged.
-    The cache holds the model weakly, so it never keeps a model alive."""
+    """The one-call functions reuse an Analyzer per model (it rebuilds its trace when the
+    module tree changes). The cache holds the model weakly, so it never keeps a model alive."""
     model = check_model(model, call)
-    fingerprint = _fingerprint(model)
-    analyzer = _CACHE.get(model)
-    if analyzer is None or analyzer._fingerprint != fingerprint:
-        analyzer = Analyzer(model)
-        analyzer._model_ref = weakref.ref(model)
-        analyzer._fingerprint = fingerprint
-        _CACHE[model] = analyzer
+    with _CACHE_LOCK:
+        analyzer = _CACHE.get(model)
+        if analyzer is None:
+            analyzer = Analyzer(model)
+            analyzer._model_ref = weakref.ref(model)
+            _CACHE[model] = analyzer
     return analyzer
 
 
@@ -275,10 +530,15 @@ def analyze(model: nn.Module, clip: torch.Tensor | list[torch.Tensor], cls: int 
     Args:
         model: a classifier returning ``N x classes`` logits (or probabilities). Any
             architecture torch.fx or torch.export can trace; it is analysed in eval mode and
-            left exactly as it was.
+            left exactly as it was (see :class:`Analyzer` for hooks and threads).
+            Parametrised and pruned layers (``weight_norm``, ``spectral_norm``,
+            ``torch.nn.utils.parametrize``, ``torch.nn.utils.prune``) are explained with the
+            weight they use on the call; spectral normalisation runs no power iteration.
         clip: ``C x T x H x W`` or ``1 x C x T x H x W`` (or ``C x H x W`` for an image CNN);
             for a multi-input model (SlowFast) a list with one such tensor per pathway, passed
-            to the model as one list.
+            to the model as one list. fxcfp works on its own copy: the caller's tensor is never
+            changed (also by a model that edits its input in place, which edits fxcfp's copy
+            once per forward), and refilling it later does not change the pyramid.
         cls: the class to explain; ``None`` explains the top class.
         threshold: the gate (SPEC eq. 2): a channel passes when its per-kernel min-max
             normalised score is at least this.
@@ -299,8 +559,9 @@ def analyze(model: nn.Module, clip: torch.Tensor | list[torch.Tensor], cls: int 
         The :class:`Pyramid`.
 
     Raises:
-        FxcfpError: a subclass naming the problem, for bad input, an untraceable model or an
-            op without a channel rule.
+        FxcfpError: a subclass naming the problem, for bad input, an untraceable model, an
+            op without a channel rule, an error of the model itself (``ModelCallError``,
+            with what it raised), non-finite logits, or hooks it cannot run.
 
     Example:
         >>> import torch, torchvision, fxcfp

@@ -15,6 +15,7 @@ from ._errors import (
     InvalidArgumentError,
     InvalidInputError,
     InvalidTypeError,
+    UntraceableModelError,
 )
 
 __all__ = [
@@ -30,6 +31,13 @@ __all__ = [
 def check_model(model: Any, call: str) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise InvalidTypeError(f"{call}: model must be a torch.nn.Module, not {type(model).__name__}")
+    if isinstance(model, torch.jit.ScriptModule):
+        raise UntraceableModelError(
+            f"{call}: the model is a TorchScript module ({type(model).__name__}, from "
+            "torch.jit.script, torch.jit.trace or torch.jit.load); its forward is compiled "
+            "TorchScript, which neither torch.fx nor torch.export can trace. Hint: pass the "
+            "Python nn.Module it was made from (build the model, then "
+            "model.load_state_dict(scripted.state_dict())), or a torch.export .pt2 file")
     return model
 
 
@@ -94,6 +102,15 @@ def _check_tensor(call: str, name: str, clip: Any, device: torch.device | None,
             "Hint: clip.float() / 255, then normalise as the model was trained")
     if clip.numel() == 0:
         raise InvalidInputError(f"{call}: {name} is empty (shape {tuple(clip.shape)})")
+    if clip.device.type == "meta" or (device is not None and device.type == "meta"):
+        holder = "the model's parameters are" if device is not None and device.type == "meta" \
+            else f"{name} is"
+        mismatch = (f"{name} is on {clip.device} but the model is on {device}: "
+                    if device is not None and clip.device != device else "")
+        raise DeviceMismatchError(
+            f"{call}: {mismatch}{holder} on the meta device, which holds shapes but no values, "
+            "so there is nothing to explain. Hint: materialise the weights first "
+            "(model.to_empty(device='cpu') then model.load_state_dict(...)) and pass a real clip")
     if device is not None and clip.device != device:
         raise DeviceMismatchError(
             f"{call}: {name} is on {clip.device} but the model is on {device}. Hint: move the "

@@ -66,3 +66,24 @@ class GraphTooLargeError(FxcfpError):
 class ModelCallError(FxcfpError, RuntimeError):
     """The model itself raised while running on the clip (a clip of a size it cannot take, a
     wrong number of channels); the message names the FX node where it happened."""
+
+
+_SHAPE_WORDS = ("shape", "size", "dimension", "channels", "expected input", "mat1 and mat2",
+                "kernel size", "must match", "input type")
+
+
+def describe_model_error(err: BaseException, hint: str | None = None) -> str:
+    """``Type: first line`` of an error the model raised, and the hint that applies to it: the
+    clip's shape only where the message is about shapes, the model's own code otherwise."""
+    text = str(err).strip()
+    first = text.splitlines()[0][:300] if text else ""
+    lowered = text.lower()
+    if hint is not None:
+        pass
+    elif any(word in lowered for word in _SHAPE_WORDS):
+        hint = ("check the clip's shape (C x T x H x W, or a list of one per pathway) against "
+                "what the model was built for")
+    else:
+        hint = ("the model's own code raised this; check that model(clip) runs outside fxcfp "
+                "on this clip, in eval mode")
+    return f"{type(err).__name__}: {first}. Hint: {hint}"

@@ -59,16 +59,12 @@ DEFAULT_MAPS = "evidence"
 
 @contextlib.contextmanager
 def _eval_with_grad(model: nn.Module) -> Iterator[None]:
-    """Eval mode with autograd on; every module's ``training`` flag comes back afterwards."""
-    flags = [(module, module.training) for module in model.modules()]
-    try:
-        for module, _ in flags:
-            module.training = False
-        with torch.enable_grad():
-            yield
-    finally:
-        for module, flag in flags:
-            module.training = flag
+    """Autograd on for the block. The graph that runs is traced from fxcfp's eval-mode view of
+    ``model`` (:mod:`fxcfp._view`), so eval mode needs no flag of the caller's modules flipped:
+    flipping them would race with another thread analysing the same train-mode model."""
+    del model  # its flags are never touched
+    with torch.enable_grad():
+        yield
 
 
 class _Recorder(fx.Interpreter):
@@ -101,7 +97,7 @@ def record_evidence(model: nn.Module, gm: fx.GraphModule, inputs: list[torch.Ten
     """``G * A`` at the requested channels of the requested nodes, for one sample.
 
     Args:
-        model: the user's model (only its ``training`` flags are set, and restored).
+        model: the user's model (never changed; the graph runs its eval-mode view).
         gm: its traced graph.
         inputs: the inputs the graph is called with.
         requests: ``node -> channel dim -> channel ids``.

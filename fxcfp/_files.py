@@ -37,6 +37,10 @@ def atomic_write(path: str | os.PathLike[str], *, binary: bool = False) -> Itera
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
                                          dir=target.parent if str(target.parent) else ".")
     try:
+        # mkstemp makes the file private (0600); a result file gets the usual mode instead
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         with os.fdopen(handle, "wb" if binary else "w",
                        **({} if binary else {"encoding": "utf-8"})) as file:
             yield file

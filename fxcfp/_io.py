@@ -106,8 +106,10 @@ def pyramid_state(pyramid: Pyramid, *, maps: Any = None, inputs: bool = False
     meta: dict[str, Any] = {"format": FORMAT, "version": VERSION}
     from . import __version__
     meta["fxcfp"] = __version__
+    fields = {f.name for f in dataclasses.fields(Pyramid)}
     for name in _PLAIN:
-        meta[name] = getattr(pyramid, name)
+        if name in fields:
+            meta[name] = getattr(pyramid, name)
     arrays: dict[str, np.ndarray] = {
         "depth": _smallest_int(np.minimum(pyramid._depth, UNREACHED)),
         "logits": pyramid.logits.detach().cpu().numpy(),
@@ -325,8 +327,15 @@ class SavedPyramid(Pyramid):
             "its model, and kernel maps are not saved. Hint: fxcfp.load_pyramid(path, "
             "model=model, clip=clip) or SavedPyramid.with_model(model, clip)")
 
-    def prefetch_maps(self, layers: Any = None) -> None:
+    def prefetch_maps(self, layers: Any = None, **options: Any) -> None:
         return None  # the saved maps are all there is
+
+    def _pair_edges(self, index: int, rows: np.ndarray) -> int:
+        # the edges of kernels ``rows`` from the saved passing pairs: without the model there
+        # are no weights to run the gate again on, and the pairs are the gate's own result
+        passing = self._passing(index)
+        members = (self._plan.layers[index].sources >= 0).sum(1).numpy()
+        return int(members[passing.channel[np.isin(passing.kernel, rows)]].sum())
 
 
 def _counted_from_state(arrays: dict[str, np.ndarray], plan: Plan
@@ -410,19 +419,18 @@ def _attach(saved: SavedPyramid, model: nn.Module, clip: Any, call: str) -> Pyra
                 f"{call}: the model's weights differ from the ones analysed (layer "
                 f"{layer.name!r}: pooled weights sum to {actual:.6g}, the file says "
                 f"{expected:.6g}). Hint: pass the model as it was when the pyramid was made")
-    if saved.contrast is not None:  # the root row as analysed: w_target - w_contrast
-        from ._contrast import contrast_tensors
+    if getattr(saved, "contrast", None) is not None:
+        from ._contrast import contrast_tensors  # the root row is the class difference
+
         tensors = tuple(contrast_tensors(call, list(tensors), plan.output_sources,
                                          saved.target, saved.contrast))
     if saved._channel_keep is not None:  # the evidence gate's closed channels link nowhere
         from ._gate import gated_tensors
         tensors = gated_tensors(tensors, saved._channel_keep, plan.total_ids)
-    live = Pyramid(
-        target=saved.target, probability=saved.probability, logits=saved.logits,
-        threshold=saved.threshold, max_depth=saved.max_depth, top_k=saved.top_k,
-        _plan=plan, _model=model, _depth=saved._depth, _pooled=pooled, _tensors=tensors,
-        _inputs=tuple(inputs), _sample=0, contrast=saved.contrast, gate=saved.gate,
-        _channel_keep=saved._channel_keep, _counted=saved._counted)
+    values = {f.name: getattr(saved, f.name) for f in dataclasses.fields(Pyramid)}
+    values.update(_plan=plan, _model=model, _pooled=pooled, _tensors=tensors,
+                  _inputs=tuple(inputs), _sample=0)
+    live = Pyramid(**values)
     live.__dict__["_passing_cache"] = dict(state["_passing_cache"])
     live.__dict__["_passing_kept"] = state["_passing_kept"]
     return live

@@ -1,10 +1,13 @@
 """Turning the command line's ``--model SPEC`` into a model, with what it expects to read.
 
-A spec names a model in one of five ways; each is built offline, with random weights unless a
+A spec names a model in one of six ways; each is built offline, with random weights unless a
 ``--weights`` state dict or the model's own file provides them:
 
 * none: the embedded default, EfficientNet-Lite0 pretrained on ImageNet and inflated to 3D;
-* ``torchvision:r3d_18``: a torchvision video classifier (``weights=None``);
+* ``torchvision:r3d_18`` or ``torchvision:resnet18``: a torchvision video or image classifier
+  (``weights=None``), read as its weights' own ``transforms()`` say (no weights are fetched:
+  the transforms are part of the weights enum);
+* ``timm:resnet50``: ``timm.create_model(name, pretrained=False)``, read as its data config says;
 * ``pytorchvideo:x3d_s``: a PyTorchVideo hub builder (``pretrained=False``);
 * ``package.module:factory``: any importable callable returning an ``nn.Module``;
 * a file: a ``torch.export`` program (``.pt2``) or a TorchScript archive.
@@ -12,8 +15,8 @@ A spec names a model in one of five ways; each is built offline, with random wei
 Example:
     >>> from fxcfp._models import load_model
     >>> loaded = load_model("torchvision:r3d_18")
-    >>> loaded.normalization, loaded.frames, loaded.size, len(loaded.labels)
-    ('kinetics', 16, 112, 400)
+    >>> loaded.normalization, loaded.frames, loaded.size, loaded.resize, len(loaded.labels)
+    ('kinetics', 16, 112, (128, 171), 400)
 """
 
 from __future__ import annotations
@@ -28,23 +31,28 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from ._errors import FxcfpError
+
+if TYPE_CHECKING:  # torch is imported when a model is built, after the command line's checks
+    import torch
+    from torch import nn
 
 __all__ = ["FORMS", "LoadedModel", "ModelSpecError", "load_model"]
 
 FORMS = (
-    "torchvision:NAME (e.g. torchvision:r3d_18), pytorchvideo:NAME (e.g. pytorchvideo:x3d_s), "
-    "package.module:factory, a torch.export file (.pt2) or a TorchScript file"
+    "torchvision:NAME (a video or image classifier, e.g. torchvision:r3d_18, "
+    "torchvision:resnet18), timm:NAME (e.g. timm:resnet50), pytorchvideo:NAME (e.g. "
+    "pytorchvideo:x3d_s), package.module:factory, a torch.export file (.pt2) or a TorchScript file"
 )
+# Suffixes of model files a spec may name (the command line checks them before building).
+MODEL_FILE_SUFFIXES = (".pt2", ".pt", ".pth", ".ts", ".jit", ".ptl", ".zip")
 
 # Files a spec names by suffix; anything else is a file only when it exists.
-_FILE_SUFFIXES = (".pt2", ".pt", ".pth", ".ts", ".jit", ".ptl", ".zip")
+_FILE_SUFFIXES = MODEL_FILE_SUFFIXES
 _IMPORT_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 # Input each family was trained on: frames, crop size. Chosen when --frames/--size are not given.
@@ -64,6 +72,8 @@ _SLOWFAST_ALPHA = 4
 _OTHER_INPUT = (16, 112)
 # The embedded default: 16 frames of 160 x 160 keep the demo quick on two cores.
 _DEFAULT_INPUT = (16, 160)
+# An image model reads one picture: a still image, or one frame of a video.
+_IMAGE_FRAMES = 1
 
 
 class ModelSpecError(FxcfpError, ValueError):
@@ -86,6 +96,13 @@ class LoadedModel:
         trained: Whether it holds trained weights (pretrained, ``--weights`` or a model file);
             ``None`` when a factory's result cannot tell.
         slowfast_alpha: For SlowFast, how many fast frames per slow frame; ``None`` otherwise.
+        resize: What to resize to before the centre crop: the short side, an exact
+            ``(height, width)``, or ``None`` (the short side to ``size``).
+        interpolation: ``"bilinear"`` or ``"bicubic"``.
+        preprocessing_source: Where the preprocessing comes from (e.g.
+            ``"R3D_18_Weights.KINETICS400_V1.transforms()"``), for the report.
+        dims: 3 for a video model (``C x T x H x W``), 2 for an image model (``C x H x W``).
+        weights_file: The file its trained weights came from, where there is one.
     """
 
     model: nn.Module
@@ -97,9 +114,34 @@ class LoadedModel:
     size: int
     trained: bool | None
     slowfast_alpha: int | None = None
+    resize: int | tuple[int, int] | None = None
+    interpolation: str = "bilinear"
+    preprocessing_source: str = "fxcfp's preset for the model family"
+    dims: int = 3
+    weights_file: str | None = None
+
+    @property
+    def cls(self) -> str:
+        """The model's class, qualified (``torchvision.models.video.resnet.VideoResNet``)."""
+        kind = type(self.model)
+        return f"{kind.__module__}.{kind.__qualname__}"
+
+    def resize_for(self, size: int) -> int | tuple[int, int] | None:
+        """:attr:`resize` scaled to another crop ``size`` (a ``--size`` the user chose), so the
+        crop keeps the share of the frame the weights were evaluated on."""
+        if self.resize is None or size == self.size:
+            return self.resize
+        if isinstance(self.resize, tuple):
+            return tuple(max(size, round(v * size / self.size)) for v in self.resize)  # type: ignore[return-value]
+        return max(size, round(self.resize * size / self.size))
 
     def inputs(self, tensor: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        """What to pass to :func:`fxcfp.analyze` for a ``3 x T x H x W`` clip."""
+        """What to pass to :func:`fxcfp.analyze` for a ``3 x T x H x W`` clip (an image model
+        gets its one frame as ``3 x H x W``)."""
+        import torch
+
+        if self.dims == 2:
+            return tensor[:, 0]
         if self.slowfast_alpha is None:
             return tensor
         slow = tensor.index_select(1, torch.from_numpy(self.slow_frames(tensor.shape[1])))
@@ -141,6 +183,8 @@ def load_model(spec: str | None, *, weights: str | os.PathLike[str] | None = Non
             loaded = _default(weights)
         elif spec.startswith("torchvision:"):
             loaded = _torchvision(spec, spec.partition(":")[2], weights)
+        elif spec.startswith("timm:"):
+            loaded = _timm(spec, spec.partition(":")[2], weights)
         elif spec.startswith("pytorchvideo:"):
             loaded = _pytorchvideo(spec, spec.partition(":")[2], weights)
         elif Path(spec).is_file() or spec.lower().endswith(_FILE_SUFFIXES):
@@ -186,6 +230,9 @@ def _silent_logger(name: str) -> Iterator[None]:
 
 def _build(builder: Callable[..., Any], what: str, **kwargs: Any) -> nn.Module:
     """Call a builder under a fixed seed, so random weights are the same on every run."""
+    import torch
+    from torch import nn
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = builder(**kwargs)
@@ -204,10 +251,14 @@ def _default(weights: str | os.PathLike[str] | None) -> LoadedModel:
     # replicate padding in time: a still clip gives exactly the 2D network's ImageNet logits
     model = _build(efficientnet_lite0_3d, "efficientnet_lite0_3d",
                    pretrained=weights is None, temporal_padding="replicate")
+    from .zoo.efficientnet_lite import weights_path
+
     _load_weights(model, weights, "the default model")
     return LoadedModel(model, "EfficientNet-Lite0 (ImageNet) inflated to 3D", "default",
                        "efficientnet_lite", tuple(imagenet_labels()), *_DEFAULT_INPUT,
-                       trained=True)
+                       trained=True, preprocessing_source="the efficientnet_lite preset "
+                       "(TensorFlow's (x - 127) / 128)",
+                       weights_file=None if weights is not None else str(weights_path()))
 
 
 def _unknown_name(spec: str, family: str, names: list[str]) -> ModelSpecError:
@@ -229,14 +280,90 @@ def _torchvision(spec: str, name: str, weights: str | os.PathLike[str] | None) -
         ) from err
     from .data import kinetics400_labels
 
-    names = sorted(torchvision.models.list_models(module=torchvision.models.video))
-    if name not in names:
-        raise _unknown_name(spec, "torchvision.models.video", names)
+    video = sorted(torchvision.models.list_models(module=torchvision.models.video))
+    images = sorted(torchvision.models.list_models(module=torchvision.models))
+    if name not in video and name not in images:
+        raise _unknown_name(spec, "torchvision.models (video and image classifiers)",
+                            video + images)
     model = _build(torchvision.models.get_model_builder(name), spec, weights=None)
     _load_weights(model, weights, spec)
-    return LoadedModel(model, spec, "torchvision", "kinetics", tuple(kinetics400_labels()),
-                       *_TORCHVISION_INPUT.get(name, _TORCHVISION_DEFAULT_INPUT),
-                       trained=weights is not None)
+    preset = _weights_transforms(name)
+    if name in video:
+        frames, size = _TORCHVISION_INPUT.get(name, _TORCHVISION_DEFAULT_INPUT)
+        labels: tuple[str, ...] | None = tuple(kinetics400_labels())
+        normalization: Any = "kinetics"
+    else:
+        frames, size, labels, normalization = _IMAGE_FRAMES, 224, None, "imagenet"
+    resize: int | tuple[int, int] | None = None
+    source = "fxcfp's preset for the model family"
+    if preset is not None:
+        enum_name, transforms, categories = preset
+        size = int(transforms.crop_size[0])
+        sides = [int(v) for v in transforms.resize_size]
+        # a pair is an exact size (VideoClassification), one number the short side
+        resize = (sides[0], sides[1]) if len(sides) == 2 else sides[0]
+        normalization = _preset_or_pair(transforms.mean, transforms.std)
+        source = f"{enum_name}.transforms()"
+        labels = tuple(categories) if categories else labels
+    return LoadedModel(model, spec, "torchvision", normalization, labels, frames, size,
+                       trained=weights is not None, resize=resize,
+                       interpolation="bilinear", preprocessing_source=source,
+                       dims=3 if name in video else 2)
+
+
+def _weights_transforms(name: str) -> tuple[str, Any, list[str] | None] | None:
+    """The default weights' ``transforms()`` and class names: both live in the weights enum, so
+    nothing is downloaded."""
+    import torchvision.models
+
+    try:
+        enum = torchvision.models.get_model_weights(name)
+        default = enum.DEFAULT
+        transforms = default.transforms()
+    except (KeyError, ValueError, AttributeError, TypeError):
+        return None
+    if not all(hasattr(transforms, a) for a in ("crop_size", "resize_size", "mean", "std")):
+        return None
+    return f"{enum.__name__}.{default.name}", transforms, default.meta.get("categories")
+
+
+def _preset_or_pair(mean: Any, std: Any) -> Any:
+    """A preset name of :data:`fxcfp.video.NORMALIZATION` where the values are one, else the
+    ``(mean, std)`` pair."""
+    from .video import NORMALIZATION
+
+    pair = (tuple(float(v) for v in mean), tuple(float(v) for v in std))
+    for preset, values in NORMALIZATION.items():
+        if np.allclose(np.array(values), np.array(pair), atol=1e-6):
+            return preset
+    return pair
+
+
+def _timm(spec: str, name: str, weights: str | os.PathLike[str] | None) -> LoadedModel:
+    try:
+        import timm
+        import timm.data
+    except ImportError as err:
+        raise ModelSpecError(f"{spec}: timm is not installed. Hint: pip install timm.") from err
+    if not name or not timm.is_model(name):
+        raise _unknown_name(spec, "timm", sorted(timm.list_models()))
+    # pretrained=False: nothing is downloaded; --weights loads a state dict
+    model = _build(timm.create_model, spec, model_name=name, pretrained=False)
+    _load_weights(model, weights, spec)
+    config = timm.data.resolve_data_config(model=model)
+    size = int(config["input_size"][-1])
+    crop_pct = float(config.get("crop_pct") or 1.0)
+    resize = max(size, int(size / crop_pct))  # timm's eval transform: floor(size / crop_pct)
+    interpolation = "bicubic" if config.get("interpolation") == "bicubic" else "bilinear"
+    labels = None
+    if getattr(model, "num_classes", None) == 1000:
+        from .data import imagenet_labels
+
+        labels = tuple(imagenet_labels())
+    return LoadedModel(model, spec, "timm", _preset_or_pair(config["mean"], config["std"]),
+                       labels, _IMAGE_FRAMES, size, trained=weights is not None, resize=resize,
+                       interpolation=interpolation,
+                       preprocessing_source=f"timm.data.resolve_data_config({name})", dims=2)
 
 
 def _pytorchvideo(spec: str, name: str, weights: str | os.PathLike[str] | None) -> LoadedModel:
@@ -282,13 +409,31 @@ def _imported(spec: str, weights: str | os.PathLike[str] | None) -> LoadedModel:
     model = _build(target, spec)
     _load_weights(model, weights, spec)
     family = module_name.split(".")[0]
+    lite = "efficientnet_lite" in module_name
     normalization = {"torchvision": "kinetics", "pytorchvideo": "pytorchvideo"}.get(
-        family, "efficientnet_lite" if "efficientnet_lite" in module_name else "kinetics")
-    return LoadedModel(model, spec, "import", normalization, None, *_OTHER_INPUT,
-                       trained=True if weights is not None else None)
+        family, "efficientnet_lite" if lite else "kinetics")
+    # an image network convolves in 2D only: it reads one frame, as C x H x W
+    dims = 2 if _convolves_in(model, 2) and not _convolves_in(model, 3) else 3
+    frames, size = (_IMAGE_FRAMES, 224) if dims == 2 else _OTHER_INPUT
+    labels = None
+    if lite:  # fxcfp's own zoo: ImageNet classes
+        from .data import imagenet_labels
+
+        labels = tuple(imagenet_labels())
+    return LoadedModel(model, spec, "import", normalization, labels, frames, size,
+                       trained=True if weights is not None else None, dims=dims)
+
+
+def _convolves_in(model: nn.Module, dims: int) -> bool:
+    from torch import nn
+
+    kind = nn.Conv2d if dims == 2 else nn.Conv3d
+    return any(isinstance(module, kind) for module in model.modules())
 
 
 def _model_file(spec: str) -> LoadedModel:
+    import torch
+
     path = Path(spec)
     if not path.is_file():
         raise ModelSpecError(
@@ -329,6 +474,8 @@ def _exported_input(program: Any) -> tuple[int, int]:
 
 
 def _state_dict(path: Path, what: str) -> Mapping[str, torch.Tensor]:
+    import torch
+
     if not path.is_file():
         raise ModelSpecError(f"--weights: no such file: '{path}'.")
     try:

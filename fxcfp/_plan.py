@@ -24,6 +24,7 @@ from .passes import (
     annotate_channel_maps,
     annotate_weighted_layers,
 )
+from .passes.weighted_layers import layer_weight
 
 __all__ = ["LayerInfo", "Plan", "build_plan", "plan_and_capture"]
 
@@ -102,7 +103,7 @@ class Plan:
 
     def pooled_weight(self, layer: LayerInfo) -> torch.Tensor:
         """SPEC step 2: the weight averaged over its kernel dims, ``out x in/groups``."""
-        weight = self.traced.gm.get_parameter(layer.weight).detach()
+        weight = layer_weight(self.traced.gm, layer.weight)
         if layer.weight_transposed:
             weight = weight.t()
         if weight.dim() > 2:

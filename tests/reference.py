@@ -23,8 +23,9 @@ Decisions where SPEC.md is silent (the core should agree or say why not):
   every logit reach every probability, so when they all belong to one layer the root is that
   layer's kernel ``c`` (SPEC: "softmax is channel c to channel c"); otherwise several sources
   are an error.
-- ``probability`` is ``softmax(output[0])[target]`` taken literally, even when the model's
-  output already is a probability.
+- ``probability`` is ``softmax(output[0])[target]``; where the output already is a probability
+  distribution (a final softmax) it is the output itself, and ``exp`` of it where it is one in
+  log space (a final log-softmax) — told here from the values, not from the graph.
 
 How the perturbation avoids blind spots. The brief suggests shifting one channel by a large
 constant at the recorded activations. That misses links where the data hides them: a mean
@@ -410,6 +411,15 @@ def _check_options(threshold: float, max_depth: int | None, top_k: int | None) -
         raise ValueError(f"reference: top_k must be >= 1 or None, got {top_k}")
 
 
+def _probability(output: torch.Tensor, target: int) -> float:
+    values = output.double()
+    if bool((values >= 0).all()) and abs(float(values.sum()) - 1) < 1e-5:
+        return float(values[target])
+    if bool((values <= 0).all()) and abs(float(values.exp().sum()) - 1) < 1e-5:
+        return float(values[target].exp())
+    return float(torch.softmax(values, dim=0)[target])
+
+
 def reference_pyramid(
     model: nn.Module,
     clip: Clip,
@@ -432,7 +442,7 @@ def reference_pyramid(
     if cls is not None and not 0 <= cls < logits.shape[0]:
         raise ValueError(f"reference: cls {cls} out of range for {logits.shape[0]} classes")
     target = int(torch.argmax(logits)) if cls is None else int(cls)
-    probability = float(torch.softmax(logits, dim=0)[target])
+    probability = _probability(logits, target)
     root = _root(out_map, target)
 
     pooled = {

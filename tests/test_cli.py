@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -96,19 +97,36 @@ def test_torchvision_model_writes_the_report_graph_and_overlays(
     assert any(line.startswith("fc ") and "1/400" in line for line in lines)
     assert lines[-1] == f"report     {out / 'report.html'}"
     # at most 3 levels; one whose kernels all lie at max_depth has no map to draw
-    overlays = len(list((out / "levels").glob("*.gif")))
+    overlays = len(list((out / "levels").glob("*.mp4")))
     assert 1 <= overlays <= 3 and f"{overlays} level overlays" in lines[-2]
 
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "abseiling" in html and "Class Feature Pyramid" in html
     for name in ("pyramid.png", "contact_sheet.png"):
         assert (out / name).stat().st_size > 0
-    assert len(list((out / "levels").glob("*.mp4"))) == overlays
+    assert len(list((out / "levels").glob("*.webp"))) == overlays
     graph = nx.read_graphml(out / "pyramid.graphml")
     data = json.loads((out / "pyramid.json").read_text(encoding="utf-8"))
     assert graph.graph["target"] == 0 and graph.graph["max_depth"] == 2
     assert graph.number_of_nodes() == len(data["nodes"]) > 1
     assert graph.number_of_edges() == len(data["edges"])
+    # what the files explain travels with them: the report's header and pyramid.json agree
+    about = data["fxcfp"]
+    assert about["model"] == {"spec": "torchvision:r3d_18", "name": "torchvision:r3d_18",
+                              "class": "torchvision.models.video.resnet.VideoResNet",
+                              "kind": "torchvision", "dims": 3}
+    assert about["weights"] == {"trained": False, "source": "random (seed 0)"}
+    assert about["input"]["file"] == "carphone_pristine.mp4" and about["input"]["frames"] == [
+        0, 40, 79, 119]
+    assert about["input"]["seconds"] == [0.0, round(119 / about["input"]["fps"], 3)]
+    # the weights' own transforms (resize 128 x 171, crop 112), scaled to --size 64
+    assert about["preprocessing"]["resize"] == [73, 98] and about["preprocessing"]["crop"] == 64
+    assert "R3D_18_Weights.KINETICS400_V1.transforms()" in about["preprocessing"]["source"]
+    assert about["options"]["threshold"] == 0.6 and about["options"]["depth"] == 2
+    assert about["versions"]["torch"] == torch.__version__ and about["device"] == "cpu"
+    assert set(about["timings"]) == {"load", "read", "analyze", "render", "total"}
+    assert "random weights — not an explanation of a trained model" in html
+    assert "torchvision.models.video.resnet.VideoResNet" in html
 
 
 def test_default_model_explains_the_bundled_clip(
@@ -132,7 +150,12 @@ def test_default_model_explains_the_bundled_clip(
     report = Path("fxcfp-out") / "carphone_pristine" / "report.html"
     assert lines[-1] == f"report     {report}"
     assert report.is_file() and (report.parent / "pyramid.graphml").is_file()
-    assert "Windsor tie" in report.read_text(encoding="utf-8")
+    html = report.read_text(encoding="utf-8")
+    assert "Windsor tie" in html and "random weights" not in html
+    # the default's weights file, named and hashed
+    about = json.loads((report.parent / "pyramid.json").read_text(encoding="utf-8"))["fxcfp"]
+    assert about["weights"]["file"] == "efficientnet-lite0-57934424.pth"
+    assert len(about["weights"]["sha256"]) == 64 and about["weights"]["sha256"] in html
 
 
 def test_contrast_and_map_mode_are_said_in_the_output_and_the_report(
@@ -193,7 +216,95 @@ def test_python_m_fxcfp_reports_bad_input_in_one_line(tmp_path: Path) -> None:
         [sys.executable, "-m", "fxcfp", "explain", str(tmp_path / "missing.mp4"), "--model",
          "pytorchvideo:x3d_s"], capture_output=True, text=True, timeout=300, check=False)
     # the zoo's import-time deprecation warnings must not reach the person either
-    assert_error(done.returncode, done.stdout, done.stderr, "no such file")
+    assert_error(done.returncode, done.stdout, done.stderr, "VIDEO")
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["explain", "{tmp}/missing.mp4", "--model", "torchvision:r3d_18"],
+         "VIDEO '{tmp}/missing.mp4': no such file. Hint: pass the path of a video"),
+        (["explain", "{tmp}", "--model", "torchvision:r3d_18"], "VIDEO '{tmp}' is a folder"),
+        (["explain", VIDEO, "--model", "torchvision:r3d_18", "--weights", "{tmp}/w.pth"],
+         "--weights '{tmp}/w.pth': no such file. Hint: pass a state dict"),
+        (["explain", VIDEO, "--model", "torchvision:r3d_18", "--weights", "{tmp}"],
+         "--weights '{tmp}' is a folder, not a file"),
+        (["explain", VIDEO, "--model", "{tmp}/net.pt2"], "--model '{tmp}/net.pt2': no such file"),
+        (["explain", VIDEO, "--model", "torchvision:r3d_18", "--out", "{tmp}/file.txt"],
+         "--out '{tmp}/file.txt' is a file, not a folder"),
+        (["explain", VIDEO, "--model", "torchvision:r3d_18", "--out", "{tmp}/file.txt/sub"],
+         "--out '{tmp}/file.txt/sub' cannot be written"),
+    ],
+)
+def test_bad_paths_fail_in_two_seconds_before_any_model_is_built(
+    argv: list[str], words: str, tmp_path: Path
+) -> None:
+    (tmp_path / "file.txt").write_text("a file where a folder should be\n")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    probe = ("import sys, time; from fxcfp.cli import main; start = time.perf_counter(); "
+             f"code = main({argv!r}); "
+             "print(code, 'torch' in sys.modules, round(time.perf_counter() - start, 3))")
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=120, check=False)
+    seconds = time.perf_counter() - started
+    assert done.stderr.startswith("fxcfp: error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert words.replace("{tmp}", str(tmp_path)) in done.stderr
+    code, torch_loaded, _ = done.stdout.split()
+    # no model was built: torch itself was never imported
+    assert code == "2" and torch_loaded == "False"
+    assert seconds < 2.0, f"{seconds:.2f} s for a bad path"
+    assert not (tmp_path / "file.txt" / "sub").exists()
+
+
+def test_a_failed_run_leaves_no_empty_out_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "new" / "out"
+    assert_error(*run(["explain", VIDEO, "--model", "torchvision:r3d_19", "--out", str(out)],
+                      capsys), "did you mean r3d_18")
+    assert not (tmp_path / "new").exists()
+
+
+def test_options_are_never_abbreviated(capsys: pytest.CaptureFixture[str]) -> None:
+    # --frame is not --frames: argparse's abbreviations would take it silently
+    assert_error(*run(["explain", "--frame", "8"], capsys), "unrecognized arguments: --frame")
+    assert_error(*run(["expl"], capsys), "invalid choice: 'expl'")
+
+
+def test_an_image_model_explains_a_png_and_a_still_frame(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    from fxcfp.video import read_clip
+
+    picture = tmp_path / "carphone.png"
+    Image.fromarray(read_clip(VIDEO, frames=1, size=96).frames[0]).save(picture)
+    code, stdout, stderr = run(
+        ["explain", str(picture), "--model", "torchvision:resnet18", "--size", "32", "--depth",
+         "3", "--levels", "2", "--kernels", "2", "--out", str(tmp_path / "png")], capsys)
+    assert code == 0, stderr
+    lines = stdout.splitlines()
+    assert lines[1] == "image      carphone.png, a still image, 32 x 32, normalization imagenet"
+    assert lines[3].startswith("explained  ")  # ImageNet names from the weights' enum
+    html = (tmp_path / "png" / "report.html").read_text(encoding="utf-8")
+    assert "(image model)" in html and "<video" not in html and "a still image" in html
+    about = json.loads((tmp_path / "png" / "pyramid.json").read_text())["fxcfp"]
+    assert about["model"]["dims"] == 2 and about["input"]["kind"] == "image"
+    # resize 256 then crop 224 (ResNet18_Weights.IMAGENET1K_V1.transforms()), scaled to 32
+    assert about["preprocessing"]["resize"] == 37
+    # a timm model on a video reads one still frame
+    code, stdout, stderr = run(
+        ["explain", VIDEO, "--model", "timm:resnet18", "--size", "32", "--start", "1", "--depth",
+         "2", "--levels", "1", "--kernels", "2", "--out", str(tmp_path / "still")], capsys)
+    assert code == 0, stderr
+    assert stdout.splitlines()[1].startswith(
+        "image      carphone_pristine.mp4, frame 30 at 1.00 s, 32 x 32")
+    assert_error(*run(["explain", VIDEO, "--model", "timm:resnet18", "--frames", "4"], capsys),
+                 "--frames 4: timm:resnet18 is an image model and reads one frame")
+    assert_error(*run(["explain", str(picture), "--start", "1"], capsys),
+                 "--start and --frames do not apply to the image 'carphone.png'")
 
 
 # --- bad input -------------------------------------------------------------------------------------
@@ -222,7 +333,7 @@ def test_python_m_fxcfp_reports_bad_input_in_one_line(tmp_path: Path) -> None:
         (["explain", "--model", "fxcfp.data:sample_video_names"],
          "returned a list, not a torch.nn.Module"),
         (["explain", "--model", "not a spec"], "unknown model spec 'not a spec'"),
-        (["explain", "--model", "missing.pt2"], "no such model file: 'missing.pt2'"),
+        (["explain", "--model", "missing.pt2"], "--model 'missing.pt2': no such file"),
         (["explain", "--class", "1000"], "--class 1000 is out of range; the model has 1000 "
          "classes (0..999)"),
         (["explain", "--class", "-1"], "--class -1 is out of range"),
@@ -237,7 +348,7 @@ def test_python_m_fxcfp_reports_bad_input_in_one_line(tmp_path: Path) -> None:
         (["explain", "--model", TINY, "--frames", "2", "--size", "16", "--class", "1",
           "--contrast", "1"], "contrast=1 is the class explained (cls=1)"),
         (["explain", "--model", "torchvision:r3d_18", "--weights", "missing.pth"],
-         "--weights: no such file"),
+         "--weights 'missing.pth': no such file"),
         (["explain", "--start", "100", "--frames", "1", "--size", "16"], "past the end"),
         (["explain", "--normalization", "sepia", "--frames", "1", "--size", "16"],
          "unknown normalization 'sepia'"),
@@ -253,7 +364,7 @@ def test_bad_files_end_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
     text = tmp_path / "notes.mp4"
     text.write_text("not a video\n")
     assert_error(*run(["explain", str(tmp_path / "missing.mp4")], capsys),
-                 "read_clip: no such file")
+                 "VIDEO '" + str(tmp_path / "missing.mp4") + "': no such file")
     assert_error(*run(["explain", str(text)], capsys), "cannot decode")
     assert_error(*run(["explain", "--model", str(text)], capsys),
                  "as a TorchScript model")
@@ -328,6 +439,22 @@ def test_class_names_match_without_case_or_underscores() -> None:
         _resolve_class("air drums", labels)
 
 
+def test_preprocessing_follows_the_weights_own_transforms() -> None:
+    r3d = load_model("torchvision:r3d_18")
+    # R3D_18_Weights.KINETICS400_V1.transforms(): resize to 128 x 171, centre crop 112
+    assert (r3d.resize, r3d.size, r3d.normalization, r3d.dims) == ((128, 171), 112, "kinetics", 3)
+    assert r3d.resize_for(64) == (73, 98)
+    resnet = load_model("torchvision:resnet50")
+    # ResNet50_Weights.IMAGENET1K_V2: short side 232, crop 224
+    assert (resnet.resize, resnet.size, resnet.dims, resnet.frames) == (232, 224, 2, 1)
+    assert resnet.labels is not None and resnet.labels[0] == "tench"
+    vit = load_model("timm:resnet18")
+    # timm's data config: crop_pct 0.95, bicubic
+    assert (vit.resize, vit.size, vit.interpolation, vit.kind) == (235, 224, "bicubic", "timm")
+    with pytest.raises(ValueError, match="timm has no model 'resnet19'; did you mean"):
+        load_model("timm:resnet19")
+
+
 def test_model_specs_say_what_their_family_reads() -> None:
     default = load_model(None)
     assert (default.kind, default.normalization, default.frames, default.size) == (
@@ -360,8 +487,16 @@ def test_a_rerun_replaces_the_level_overlays_and_keeps_other_files(tmp_path: Pat
     (levels / "03_layer1.conv" / "frame_000.png").write_bytes(b"png")
     (levels / "notes").mkdir()
     (levels / "notes" / "frame_000.png").write_bytes(b"png")
-    for name in ("03_layer1.conv.gif", "03_layer1.conv.mp4", "mine.gif", "03_x.txt"):
+    for name in ("03_layer1.conv.gif", "03_layer1.conv.mp4", "03_layer1.conv.webp", "mine.gif",
+                 "03_x.txt"):
         (levels / name).write_bytes(b"x")
     _clear_levels(levels)
     assert sorted(p.name for p in levels.iterdir()) == ["03_x.txt", "mine.gif", "notes"]
     _clear_levels(tmp_path / "absent")  # nothing to clear
+
+
+def test_the_parser_default_map_mode_is_the_library_default() -> None:
+    from fxcfp._evidence import DEFAULT_MAPS as LIBRARY
+    from fxcfp.cli import DEFAULT_MAPS
+
+    assert DEFAULT_MAPS == LIBRARY

@@ -258,3 +258,31 @@ def test_contrastive_and_gated_pyramids_round_trip(options, tmp_path):
     layer = pyramid.layers[0].name
     assert torch.equal(live.layer_map(layer, mode="evidence"),
                        pyramid.layer_map(layer, mode="evidence"))
+
+
+def test_contrastive_pyramid_and_evidence_maps_round_trip(tmp_path):
+    model, clip, _ = _analysed()
+    pyramid = fxcfp.analyze(model, clip, threshold=0.5, contrast="runner-up")
+    assert pyramid.contrast is not None
+    pyramid.save(tmp_path / "p.fxcfp", maps=("paper", "evidence"))
+    loaded = fxcfp.load_pyramid(tmp_path / "p.fxcfp")
+    _same(loaded, pyramid)
+    assert loaded.contrast == pyramid.contrast
+    layer = pyramid.layers[1].name
+    for mode in ("paper", "evidence"):
+        assert torch.equal(loaded.layer_map(layer, mode=mode), pyramid.layer_map(layer, mode=mode))
+    live = fxcfp.load_pyramid(tmp_path / "p.fxcfp", model=model, clip=clip)
+    assert live.contrast == pyramid.contrast
+    torch.testing.assert_close(live.layer_map(layer, mode="evidence"),
+                               pyramid.layer_map(layer, mode="evidence"))
+
+
+def test_a_loaded_pyramid_saves_again_unchanged(tmp_path):
+    _, _, pyramid = _analysed()
+    pyramid.save(tmp_path / "a.fxcfp", maps="paper")
+    again = fxcfp.load_pyramid(tmp_path / "a.fxcfp")
+    again.save(tmp_path / "b.fxcfp", maps="paper")
+    twice = fxcfp.load_pyramid(tmp_path / "b.fxcfp")
+    _same(twice, pyramid)
+    layer = pyramid.layers[1].name
+    assert torch.equal(twice.layer_map(layer), pyramid.layer_map(layer))

@@ -90,5 +90,5 @@ def test_a_contrastive_report_explains_why_a_and_not_b(tmp_path: Path) -> None:
     logits = pyramid.logits
     assert f"logit {float(logits[2]):.3f}" in section.group(1)
     assert f"logit {float(logits[other]):.3f}" in section.group(1)
-    assert "data:image/gif;base64," in section.group(1)
+    assert "data:image/webp;base64," in section.group(1)
     assert f"and not <strong>action {other}</strong>" in html

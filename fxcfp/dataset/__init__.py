@@ -9,9 +9,32 @@ Example:
 
 from __future__ import annotations
 
-from ._aggregate import Tally
-from ._items import VIDEO_SUFFIXES, DatasetError, Item, list_items
-from ._run import DatasetOptions, DatasetResult, explain_dataset, run_dataset
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._aggregate import Tally
+    from ._items import VIDEO_SUFFIXES, DatasetError, Item, list_items
+    from ._run import DatasetOptions, DatasetResult, explain_dataset, run_dataset
+
+# imported on first use (PEP 562): the command line registers `explain-dataset` without torch,
+# so that a bad path still fails before torch loads
+_LAZY = {
+    "Tally": "._aggregate",
+    "VIDEO_SUFFIXES": "._items", "DatasetError": "._items", "Item": "._items",
+    "list_items": "._items",
+    "DatasetOptions": "._run", "DatasetResult": "._run", "explain_dataset": "._run",
+    "run_dataset": "._run",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'fxcfp.dataset' has no attribute {name!r}")
 
 __all__ = [
     "VIDEO_SUFFIXES",

@@ -111,6 +111,9 @@ def _world() -> _World:
     if not dist.is_initialized():
         # gloo on CPU; NCCL where every rank has its GPU
         backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            # NCCL's object collectives stage on the current device: each rank on its own
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend=backend)
         started = True
     return _World(dist.get_rank(), dist.get_world_size(),
@@ -301,7 +304,6 @@ def _run(world: _World, loaded: LoadedModel, source: Path, out: Path, options: D
     items = list_items(source, resolve, use_labels=options.use_labels)
     describe = {"format": _FORMAT, "version": _VERSION, "model": loaded.name,
                 "weights": _weights_checksum(model), "options": asdict(options)}
-    describe["options"]["start"] = options.start
     fresh = _check_run(out, describe)
     finished = _read_manifest(out / "manifest")
     _barrier(world)  # every rank has read the manifests before any rank writes

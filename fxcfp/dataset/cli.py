@@ -13,8 +13,6 @@ import sys
 import time
 from typing import Any
 
-import torch
-
 from .._errors import FxcfpError
 
 __all__ = ["register"]
@@ -46,6 +44,7 @@ def register(commands: Any) -> None:
 
     parser = commands.add_parser(
         "explain-dataset",
+        allow_abbrev=False,
         help="explain every clip of a folder or CSV and aggregate per class",
         description="Explain every clip of a folder of videos (labels from class sub-folders) "
         "or a CSV with path,label columns: one saved pyramid per clip, a resumable manifest, "
@@ -75,6 +74,8 @@ def register(commands: Any) -> None:
 
 
 def _explain_dataset(args: argparse.Namespace) -> int:
+    import torch  # here, not at import: the parser is built without torch
+
     from .._models import load_model
     from ._run import DatasetOptions, run_dataset
 

@@ -41,7 +41,7 @@ from ._compare import (
     compare,
     default_stages,
 )
-from .baselines import BASELINES, PYRAMID_METHODS, saliency_maps
+from .baselines import BASELINES, PYRAMID_METHODS, PyramidMethod, saliency_maps
 from .metrics import (
     DEFAULT_FRACTIONS,
     Curve,
@@ -58,6 +58,7 @@ __all__ = [
     "DEFAULT_FRACTIONS",
     "PYRAMID_METHODS",
     "Comparison",
+    "PyramidMethod",
     "Curve",
     "Randomization",
     "Row",

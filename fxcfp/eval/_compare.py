@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .._errors import InvalidArgumentError
-from .baselines import BASELINES, PYRAMID_METHODS, saliency_maps
+from .baselines import BASELINES, PYRAMID_METHODS, Method, as_method, method_name, saliency_maps
 from .metrics import DEFAULT_FRACTIONS, curves, energy_in_mask, pointing_game, spearman
 
 __all__ = ["Row", "Summary", "Comparison", "Randomization", "compare", "class_sensitivity",
@@ -123,12 +123,13 @@ class Comparison:
         return "\n".join(lines)
 
 
-def _check_methods(call: str, methods: Sequence[str]) -> tuple[str, ...]:
-    for method in methods:
-        if method not in PYRAMID_METHODS + BASELINES:
-            raise InvalidArgumentError(f"{call}: unknown method {method!r}; choose from "
-                                       f"{', '.join(PYRAMID_METHODS + BASELINES)}")
-    return tuple(methods)
+def _check_methods(call: str, methods: Sequence[Method]) -> tuple[Method, ...]:
+    checked = tuple(as_method(call, m) for m in methods)
+    names = [method_name(m) for m in checked]
+    if len(set(names)) != len(names):
+        raise InvalidArgumentError(f"{call}: two methods are named alike in {names}; give each "
+                                   "PyramidMethod its own name")
+    return checked
 
 
 def _analyze(model: nn.Module, clip: torch.Tensor, cls: int | None, threshold: float):
@@ -144,7 +145,7 @@ def _runner_up(logits: torch.Tensor, cls: int) -> int:
 
 def class_sensitivity(model: nn.Module, clip: torch.Tensor, cls: int | None = None,
                       other: int | str = "runner-up", *,
-                      methods: Sequence[str] = PYRAMID_METHODS + BASELINES,
+                      methods: Sequence[Method] = PYRAMID_METHODS + BASELINES,
                       layers: Sequence[str] | None = None, threshold: float = 0.6,
                       seed: int = 0) -> dict[str, dict[str, float]]:
     """Spearman correlation of the maps of ``cls`` and ``other`` per layer and method: a map
@@ -166,7 +167,7 @@ def class_sensitivity(model: nn.Module, clip: torch.Tensor, cls: int | None = No
                                    f"or 'runner-up', got {other!r}")
     second = saliency_maps(model, clip, methods=methods, layers=layers,
                            pyramid=_analyze(model, clip, other, threshold), seed=seed)
-    return {layer: {m: spearman(first[layer][m], second[layer][m]) for m in methods}
+    return {layer: {m: spearman(first[layer][m], second[layer][m]) for m in map(method_name, methods)}
             for layer in first}
 
 
@@ -228,21 +229,21 @@ def _stage_models(model: nn.Module, layer_names: Sequence[str],
 
 
 def _randomization(clip: torch.Tensor, target: int, clones: list[tuple[str, nn.Module]],
-                   reference: dict[str, dict[str, torch.Tensor]], methods: tuple[str, ...],
+                   reference: dict[str, dict[str, torch.Tensor]], methods: tuple[Method, ...],
                    threshold: float, seed: int) -> Randomization:
     correlations = {}
     for label, clone in clones:
         maps = saliency_maps(clone, clip, methods=methods, layers=list(reference),
                              pyramid=_analyze(clone, clip, target, threshold), seed=seed)
         for layer in reference:
-            for method in methods:
+            for method in map(method_name, methods):
                 correlations[(label, layer, method)] = spearman(reference[layer][method],
                                                                 maps[layer][method])
     return Randomization(tuple(label for label, _ in clones), correlations)
 
 
 def cascading_randomization(model: nn.Module, clip: torch.Tensor, cls: int | None = None, *,
-                            methods: Sequence[str] = PYRAMID_METHODS + BASELINES,
+                            methods: Sequence[Method] = PYRAMID_METHODS + BASELINES,
                             layers: Sequence[str] | None = None,
                             stages: Sequence[Sequence[str]] | None = None,
                             threshold: float = 0.6, seed: int = 0) -> Randomization:
@@ -277,7 +278,7 @@ def cascading_randomization(model: nn.Module, clip: torch.Tensor, cls: int | Non
 def compare(model: nn.Module, clips: torch.Tensor | Sequence[torch.Tensor],
             masks: torch.Tensor | Sequence[torch.Tensor] | None = None, *,
             classes: Sequence[int] | None = None,
-            methods: Sequence[str] = PYRAMID_METHODS + BASELINES,
+            methods: Sequence[Method] = PYRAMID_METHODS + BASELINES,
             layers: Sequence[str] | None = None, metrics: Sequence[str] = METRICS,
             threshold: float = 0.6, fractions: Sequence[float] = DEFAULT_FRACTIONS,
             stages: Sequence[Sequence[str]] | None = None, seed: int = 0,
@@ -290,7 +291,8 @@ def compare(model: nn.Module, clips: torch.Tensor | Sequence[torch.Tensor],
         masks: ``N x T x H x W`` evidence masks; without them ``energy`` and ``pointing`` are
             skipped.
         classes: the class to explain per clip (default: the model's top class).
-        methods: map methods (``"paper"``, ``"evidence"`` and :data:`~fxcfp.eval.BASELINES`).
+        methods: map methods (``"paper"``, ``"evidence"``, :class:`~fxcfp.eval.PyramidMethod`
+            and :data:`~fxcfp.eval.BASELINES`).
         layers: layer names (default: every weighted layer).
         metrics: any of ``energy``, ``pointing``, ``deletion``, ``insertion``, ``sensitivity``
             (runner-up class), ``randomization`` (one metric per stage,
@@ -342,14 +344,15 @@ def compare(model: nn.Module, clips: torch.Tensor | Sequence[torch.Tensor],
         def add(layer: str, method: str, metric: str, value: float, clip: int = i) -> None:
             rows.append(Row(clip, layer, method, metric, float(value)))
 
+        labels = tuple(map(method_name, methods))
         for layer in names:
-            for method in methods:
+            for method in labels:
                 saliency = maps[layer][method]
                 if "energy" in metrics:
                     add(layer, method, "energy", energy_in_mask(saliency, masks[i]))
                 if "pointing" in metrics:
                     add(layer, method, "pointing", pointing_game(saliency, masks[i]))
-        pairs = [(layer, method) for layer in names for method in methods]
+        pairs = [(layer, method) for layer in names for method in labels]
         for metric, insert in (("deletion", False), ("insertion", True)):
             if metric in metrics:
                 found = curves(f"fxcfp.eval.compare ({metric})", model, clip, pyramid.target,
@@ -364,7 +367,7 @@ def compare(model: nn.Module, clips: torch.Tensor | Sequence[torch.Tensor],
                                    pyramid=_analyze(model, clip, other, threshold),
                                    seed=clip_seed)
             for layer in names:
-                for method in methods:
+                for method in labels:
                     add(layer, method, "sensitivity",
                         spearman(maps[layer][method], second[layer][method]))
         if "randomization" in metrics:
@@ -374,4 +377,4 @@ def compare(model: nn.Module, clips: torch.Tensor | Sequence[torch.Tensor],
                                     clip_seed)
             for (stage, layer, method), rho in result.correlations.items():
                 add(layer, method, f"randomization:{stage}", rho)
-    return Comparison(tuple(rows), names, methods, tuple(explained))
+    return Comparison(tuple(rows), names, tuple(map(method_name, methods)), tuple(explained))

@@ -81,7 +81,9 @@ def pointing_game(saliency: torch.Tensor, mask: torch.Tensor, *, tolerance: int 
         if frame.max() <= frame.min():
             continue
         if tolerance > 0:
-            evidence = ndimage.binary_dilation(evidence, iterations=tolerance)
+            # grown by a square: a peak within ``tolerance`` pixels in any direction counts
+            evidence = ndimage.binary_dilation(evidence, structure=np.ones((3,) * evidence.ndim),
+                                               iterations=tolerance)
         hits += bool(evidence[frame == frame.max()].any())
     return hits / frames if frames else math.nan
 

@@ -9,7 +9,13 @@ from typing import Any
 import torch
 from torch import fx
 
-from .._errors import ModelCallError, UnsupportedModelError, UnsupportedOpError
+from .._errors import (
+    ModelCallError,
+    UnsupportedModelError,
+    UnsupportedOpError,
+    describe_model_error,
+)
+from .inplace import INPLACE
 from .labels import NONE, new_label
 from .map_nodes import find_map_node
 from .rules import NotExplainableError, RuleCall, RuleError, lookup_rule
@@ -170,8 +176,7 @@ class _LabelInterpreter(fx.Interpreter):
             raise ModelCallError(
                 f"fxcfp.analyze: the model raised at FX node {n.name!r} "
                 f"({_op_name(n, self.module)}{_module_path(n)}) on this input: "
-                f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
-                ". Hint: check the clip's shape against what the model was built for."
+                f"{describe_model_error(err)}"
             ) from err
         self.hops[n] = self._hops_of(n)
         if isinstance(value, torch.Tensor):
@@ -196,6 +201,32 @@ class _LabelInterpreter(fx.Interpreter):
         if layer is not None:
             self._weighted(n, layer, value)
             return value
+        value = self._labelled(n, value)
+        if n.meta.get(INPLACE):
+            self._check_aliases(n, value)
+        return value
+
+    def _check_aliases(self, n: fx.Node, value: Any) -> None:
+        """An in-place edit is followed through the node that made the tensor (the graph is
+        rewritten for that); one seen through another live alias is refused."""
+        if not isinstance(value, torch.Tensor) or value.untyped_storage().nbytes() == 0:
+            return
+        storage = value.untyped_storage().data_ptr()
+        done = set(self.user_to_last_uses.get(n, []))
+        for other, tensor in self.env.items():
+            if other is n or other in done or not isinstance(tensor, torch.Tensor):
+                continue
+            if tensor.untyped_storage().data_ptr() == storage:
+                raise _tagged(UnsupportedOpError(
+                    f"fxcfp.analyze: FX node {n.name!r} ({_op_name(n, self.module)}"
+                    f"{_module_path(n)}) edits a tensor in place that FX node {other.name!r} "
+                    f"({_op_name(other, self.module)}{_module_path(other)}) also refers to (a "
+                    "view of it, or a module that returns its input), and that node is read "
+                    "later; fxcfp cannot follow an edit through an alias. Hint: write the edit "
+                    "out of place (z = z + y instead of z.add_(y), inplace=False)."
+                ), n)
+
+    def _labelled(self, n: fx.Node, value: Any) -> Any:
         args, kwargs = self.fetch_args_kwargs_from_env(n)
         labels = self._label_of(n.args)
         kwarg_labels = self._label_of(dict(n.kwargs))

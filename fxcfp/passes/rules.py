@@ -411,6 +411,39 @@ def _register_defaults() -> None:
     _register_all(reduce_functions, "reduce")
     _register_all([F.pad, aten.pad, aten.constant_pad_nd], pad)
 
+    # comparisons and logic are elementwise: a mask made from x carries x's channels, so
+    # torch.where(x > 0, x, torch.zeros_like(x)) links x as relu(x) does
+    comparisons = [
+        operator.gt, operator.lt, operator.ge, operator.le, operator.eq, operator.ne,
+        operator.and_, operator.or_, operator.xor, operator.invert, operator.not_,
+        torch.gt, torch.lt, torch.ge, torch.le, torch.eq, torch.ne, torch.greater,
+        torch.less, torch.greater_equal, torch.less_equal, torch.not_equal,
+        torch.logical_and, torch.logical_or, torch.logical_not, torch.logical_xor,
+        torch.isnan, torch.isfinite, torch.isinf, torch.signbit, torch.nan_to_num,
+        torch.masked_fill, torch.heaviside, torch.fmax, torch.fmin,
+    ]
+    _register_all(comparisons, "pointwise")
+    for name in ["gt", "lt", "ge", "le", "eq", "ne", "greater", "less", "logical_and",
+                 "logical_or", "logical_not", "logical_xor", "isnan", "isfinite", "isinf",
+                 "nan_to_num", "__gt__", "__lt__", "__ge__", "__le__", "__eq__", "__ne__",
+                 "__and__", "__or__", "__xor__", "__invert__", "bool", "int", "long", "byte"]:
+        register_channel_rule(name, "pointwise")
+    # a tensor made only from another's shape (zeros_like, new_ones...) carries no producer
+    constants = [torch.zeros_like, torch.ones_like, torch.full_like, torch.empty_like,
+                 torch.rand_like, torch.randn_like, torch.randint_like, aten.zeros_like,
+                 aten.ones_like, aten.full_like, aten.empty_like, aten.rand_like,
+                 aten.randn_like, aten.new_zeros, aten.new_ones, aten.new_full, aten.new_empty]
+    _register_all(constants, no_producer)
+    for name in ["new_zeros", "new_ones", "new_full", "new_empty", "zero_", "fill_",
+                 "normal_", "uniform_", "random_", "bernoulli_"]:
+        register_channel_rule(name, no_producer)
+    # dst.copy_(src): dst now holds src
+    register_channel_rule("copy_", copied)
+    _register_all([aten.copy_, aten.copy], copied)
+    # in-place dropout (torchvision's classifiers use nn.Dropout(inplace=True)); never a gate
+    _register_all([aten.dropout_, aten.feature_dropout_, aten.alpha_dropout_,
+                   aten.feature_alpha_dropout_, aten.bernoulli_], "passthrough")
+
     def products_of_activations(call: RuleCall) -> Any:
         """A matrix product whose operands are not a weighted layer's parameter. Between two
         activations it is attention; by a constant, a mixing no kernel of the model owns."""
@@ -450,6 +483,11 @@ def _register_defaults() -> None:
         aten._scaled_dot_product_fused_attention_overrideable,
     ]
     _register_all(products, products_of_activations)
+    _register_all([F.multi_head_attention_forward, aten._native_multi_head_attention],
+                  products_of_activations)
+    for cls in (nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerDecoderLayer,
+                nn.TransformerEncoder, nn.TransformerDecoder, nn.Transformer):
+        register_channel_rule(cls, attention_module)
     for name in ["matmul", "bmm", "mm", "baddbmm", "__matmul__", "__rmatmul__"]:
         register_channel_rule(name, products_of_activations)
 
@@ -505,6 +543,28 @@ def _register_defaults() -> None:
     for cls in (nn.modules.padding._ConstantPadNd, nn.modules.padding._ReflectionPadNd,
                 nn.modules.padding._ReplicationPadNd, nn.ZeroPad2d):
         register_channel_rule(cls, _module_pad)
+
+
+def no_producer(call: RuleCall) -> Any:
+    """A tensor made from another's shape or filled with constants: no producer reaches it."""
+    return None
+
+
+def copied(call: RuleCall) -> Any:
+    """``dst.copy_(src)``: the result holds ``src``'s values, broadcast to ``dst``'s shape."""
+    label = call.labels[1] if len(call.labels) > 1 else call.kwarg_labels.get("src")
+    if label is None:
+        return None
+    return union([label], call.output.shape)
+
+
+def attention_module(call: RuleCall) -> Any:
+    raise NotExplainableError(
+        f"{type(call.apply).__name__} computes attention: it mixes tokens with weights computed "
+        "from the data, not with a learned kernel. Class Feature Pyramids gates a kernel's "
+        "input channels by activation x learned weight and has no gate for data-dependent "
+        "mixing, so vision transformers (ViT, MViT, Swin...) cannot be explained; analyse a "
+        "convolutional network")
 
 
 def _module_pad(call: RuleCall) -> Any:

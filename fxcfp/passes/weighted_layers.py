@@ -12,7 +12,8 @@ from torch import fx, nn
 
 from .._errors import UnsupportedOpError
 
-__all__ = ["WEIGHTED_LAYER", "WeightedLayer", "annotate_weighted_layers"]
+__all__ = ["WEIGHTED_LAYER", "WeightedLayer", "annotate_weighted_layers", "layer_weight",
+           "weight_version"]
 
 WEIGHTED_LAYER = "fxcfp.weighted_layer"
 
@@ -66,6 +67,11 @@ _MM = {torch.mm, _aten("mm")} - {None}
 _TRANSPOSES = {torch.t, _aten("t"), _aten("permute"), _aten("transpose", "int"),
                torch.transpose, torch.permute, _aten("numpy_T")} - {None}
 _TRANSPOSED_CONV_MODULES = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_TRANSPOSED_CONV_FUNCTIONS = {
+    F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d,
+    _aten("conv_transpose1d"), _aten("conv_transpose2d", "input"),
+    _aten("conv_transpose3d", "input"),
+} - {None}
 
 
 def _arg(node: fx.Node, index: int, name: str, default: Any = None) -> Any:
@@ -117,6 +123,27 @@ def _unsupported(node: fx.Node, why: str) -> UnsupportedOpError:
     )
 
 
+def _stack_owner(node: fx.Node) -> str | None:
+    """The innermost module the node was traced in (torch.export records it)."""
+    stack = node.meta.get("nn_module_stack")
+    if stack:
+        path = list(stack.values())[-1][0]
+        return path or None
+    return None
+
+
+def _transposed(node: fx.Node, layer: str | None) -> UnsupportedOpError:
+    where = f"layer {layer!r} (FX node {node.name!r})" if layer else f"FX node {node.name!r}"
+    return UnsupportedOpError(
+        f"fxcfp.analyze: {where} is a transposed convolution. Class Feature Pyramids back-steps "
+        "a class through the convolutions and linear layers of a classifier; a transposed "
+        "convolution scatters each input position over many outputs (it up-samples, as in "
+        "decoders and segmentation heads), and the method defines no gate for it. Hint: "
+        "explain the classifier without its decoder, or up-sample with nn.Upsample followed by "
+        "a Conv layer"
+    )
+
+
 def _target_name(node: fx.Node) -> str:
     target = node.target
     if isinstance(target, str):
@@ -128,8 +155,7 @@ def _describe(node: fx.Node, gm: fx.GraphModule, model: nn.Module | None) -> Wei
     if node.op == "call_module":
         module = gm.get_submodule(node.target)
         if isinstance(module, _TRANSPOSED_CONV_MODULES):
-            raise _unsupported(node, "is a transposed convolution, which is not a classifier "
-                                     "layer Class Feature Pyramids defines a back-step for")
+            raise _transposed(node, node.target)
         if isinstance(module, nn.modules.conv._ConvNd):
             return WeightedLayer(node.target, "conv", f"{node.target}.weight",
                                  node.args[0].name, module.groups, module.in_channels,
@@ -141,14 +167,24 @@ def _describe(node: fx.Node, gm: fx.GraphModule, model: nn.Module | None) -> Wei
     if node.op != "call_function":
         return None
     target = node.target
+    if target in _TRANSPOSED_CONV_FUNCTIONS:
+        raise _transposed(node, _stack_owner(node))
     if target in _CONV_FUNCTIONS or target in _CONVOLUTION or target in _LINEAR_FUNCTIONS:
         weight_node = _arg(node, 1, "weight")
+        if target in _CONVOLUTION and _arg(node, 6, "transposed", False):
+            raise _transposed(node, _stack_owner(node))
         weight = _parameter(gm, weight_node)
         if weight is None:
-            raise _unsupported(node, "convolves with a weight that is not a model parameter "
-                                     "(it is computed in forward)")
-        if target in _CONVOLUTION and _arg(node, 6, "transposed", False):
-            raise _unsupported(node, "is a transposed convolution")
+            owner = _stack_owner(node)
+            layer = f"layer {owner!r} (FX node {node.name!r})" if owner else f"FX node {node.name!r}"
+            raise UnsupportedOpError(
+                f"fxcfp.analyze: {layer} ({_target_name(node)}) convolves with a weight that is "
+                "computed in forward, not a model parameter: a parametrization (weight_norm, "
+                "spectral_norm, torch.nn.utils.parametrize) or a pruning mask inlined by "
+                "torch.export, or a weight made from the input. Hint: fxcfp reads such weights "
+                "from Conv/Linear modules on the torch.fx path; where the model needs "
+                "torch.export, remove the parametrization first "
+                "(torch.nn.utils.parametrize.remove_parametrizations, prune.remove)")
         shape = gm.get_parameter(weight).shape
         if target in _LINEAR_FUNCTIONS:
             return WeightedLayer(node.name, "linear", weight,
@@ -191,3 +227,35 @@ def annotate_weighted_layers(gm: fx.GraphModule, model: nn.Module | None = None)
             layer = replace(layer, name=f"{layer.name}#{count}")
         node.meta[WEIGHTED_LAYER] = layer
     return gm
+
+
+def layer_weight(gm: fx.GraphModule, weight: str) -> torch.Tensor:
+    """The weight a layer uses on this call (SPEC "weighted layer"): the parameter itself, or,
+    for a parametrised module (``parametrize``: weight or spectral normalisation, orthogonal...),
+    the weight its parametrization computes, and for ``weight_norm``/``spectral_norm``/pruning's
+    forward pre-hooks, the weight the hook set on the module for the last forward.
+
+    fxcfp runs eval-mode views of the model, so spectral normalisation never runs its power
+    iteration here, and its ``u``/``v`` vectors are never changed.
+    """
+    owner, _, leaf = weight.rpartition(".")
+    module = gm.get_submodule(owner) if owner else gm
+    value = getattr(module, leaf, None)
+    if not isinstance(value, torch.Tensor):
+        raise UnsupportedOpError(
+            f"fxcfp.analyze: layer {owner or weight!r} has no tensor {leaf!r} to read its weight "
+            f"from (found {type(value).__name__}). Hint: fxcfp explains convolutions and linear "
+            "layers whose weight is a parameter, a parametrization of one, or set by a "
+            "forward pre-hook (weight_norm, spectral_norm, pruning)")
+    return value.detach()
+
+
+def weight_version(gm: fx.GraphModule, weight: str) -> tuple[tuple[int, int], ...]:
+    """Changes when the weight, or anything it is computed from, is updated or replaced: the
+    parameter's version, else those of every tensor of the owning module (a parametrization's
+    ``original``, ``weight_g``/``weight_v``, a pruning mask, spectral norm's ``u``)."""
+    owner, _, leaf = weight.rpartition(".")
+    module = gm.get_submodule(owner) if owner else gm
+    direct = module._parameters.get(leaf) if isinstance(module, nn.Module) else None
+    tensors = [direct] if direct is not None else [*module.parameters(), *module.buffers()]
+    return tuple((t._version, t.data_ptr()) for t in tensors)

@@ -1,167 +1,280 @@
-"""The report's class dependency graph: the kernels shown per level, their links, their panels."""
+"""The report's class dependency graph: which kernels to show, and where to draw them.
+
+Every level of the pyramid is a row, the class on top and the clip's channels at the bottom. A
+level shows its ``limit`` kernels that the kernels shown above rely on most, so the drawn graph
+stays connected (a click always lights something), and every edge between shown kernels is
+drawn, also across levels that are not neighbours (residual shortcuts). The layout is Graphviz's
+layered ``dot`` where the ``graphviz`` binding and its program are installed, and a plain one
+(rows, kernels spread evenly) where they are not.
+"""
 
 from __future__ import annotations
 
-import base64
-from collections import deque
+import json
+import shutil
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from html import escape
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import torch
-from tqdm.auto import tqdm
-
-from fxcfp.render._svg import GraphNode, GraphRow, kernel_href
-from fxcfp.render.pyramid_views import WORKERS, draw_map, optional_map
-from fxcfp.render.writers import gif_bytes
-
-# a panel lists this many linked kernels before summing up the rest
-_LIST_LIMIT = 40
+__all__ = ["GraphEdge", "GraphLayout", "ShownKernel", "choose_kernels", "layout"]
 
 
-def kernel_graph(
-    pyramid: Any,
-    graph: Any,
-    layers: Sequence[Any],
-    pixels: list[np.ndarray],
-    limit: int,
-    alpha: float,
-    cmap: str,
-    progress: bool,
-    maps: str = "paper",
-) -> tuple[list[GraphRow], list[tuple[str, str, float]], list[str]]:
-    """The graph's rows and edges, and one HTML panel per clickable kernel (its kernel-wise map
-    in the ``maps`` mode)."""
-    ids: dict[str, str] = {}
-    rows: list[GraphRow] = []
-    chosen: list[tuple[Any, GraphNode]] = []
-    for layer in layers:
+@dataclass(frozen=True)
+class ShownKernel:
+    """A kernel (or an input channel) drawn in the graph.
+
+    Attributes:
+        key: The networkx node key, ``"<layer>:<channel>"``.
+        layer: Its layer's name.
+        row: The graph row: the level's index in ``Pyramid.layers``; inputs come last.
+        channel: The kernel's index in its layer.
+        reliance: What its colour shows: the sum of the gate scores of the edges from the
+            kernels above that select it, over the largest such sum in its level (in ``[0, 1]``).
+        dom_id: Its element id in the page.
+        is_input: A channel of the clip, not a kernel.
+    """
+
+    key: str
+    layer: str
+    row: int
+    channel: int
+    reliance: float
+    dom_id: str
+    is_input: bool = False
+
+
+@dataclass(frozen=True)
+class GraphEdge:
+    """An edge from a kernel to one it depends on, with its gate score and drawn path."""
+
+    source: str
+    target: str
+    score: float
+    path: str
+
+
+@dataclass(frozen=True)
+class GraphLayout:
+    """Where everything goes: node centres, edge paths, row heights, the drawing's size."""
+
+    width: float
+    height: float
+    positions: dict[str, tuple[float, float]]
+    edges: tuple[GraphEdge, ...]
+    rows: tuple[tuple[str, float], ...]
+    engine: str
+
+
+def choose_kernels(
+    graph: Any, layers: Sequence[Any], limit: int
+) -> tuple[list[list[ShownKernel]], list[tuple[str, str, float]]]:
+    """The kernels shown per row and the edges between them (DOM ids, gate score).
+
+    A level's kernels are ranked by how much the kernels already shown above rely on them (the
+    sum of the gate scores of those edges), then by how much every kernel above relies on them,
+    so the graph drawn is connected wherever the pyramid is.
+    """
+    reliance: dict[str, float] = {}
+    rows: list[list[ShownKernel]] = []
+    shown: dict[str, str] = {}
+    for row, layer in enumerate(layers):
         keys = [f"{layer.name}:{int(k)}" for k in layer.kernels]
-        keys.sort(key=lambda key: -_score(graph, key))
+        for key in keys:
+            reliance[key] = _reliance(graph, key)
+        top = max((reliance[key] for key in keys), default=0.0)
+
+        def rank(key: str) -> tuple[float, float, int]:
+            linked = sum(_edge_score(graph, parent, key) for parent in _predecessors(graph, key)
+                         if parent in shown)
+            return (-linked, -reliance[key], _channel(key))
+
+        picked = sorted(keys, key=rank)[:limit]
         nodes = []
-        for key in keys[:limit]:
-            ids[key] = f"k{len(ids)}"
-            node = GraphNode(key, _channel(key), _score(graph, key), ids[key], True)
-            nodes.append(node)
-            chosen.append((layer, node))
-        caption = f"{min(limit, len(keys))} of {len(layer.kernels)} kept · {layer.total} in all"
-        rows.append(GraphRow(layer.name, caption, tuple(nodes)))
-    # the input channels the shown kernels read, as the base of the graph
+        for key in sorted(picked, key=_channel):
+            shown[key] = f"k{len(shown)}"
+            nodes.append(ShownKernel(key, layer.name, row, _channel(key),
+                                     _share(reliance[key], top), shown[key]))
+        rows.append(nodes)
+    # the clip's channels the shown kernels read, as the base of the graph
     inputs: dict[str, set[str]] = {}
-    for key in list(ids):
+    for key in list(shown):
         for child in _successors(graph, key):
             name = str(graph.nodes[child].get("layer", child.rsplit(":", 1)[0]))
             if name.startswith("input"):
                 inputs.setdefault(name, set()).add(child)
     for name in sorted(inputs):
-        keys = sorted(inputs[name], key=lambda key: (-_score(graph, key), _channel(key)))[:limit]
+        keys = sorted(inputs[name], key=_channel)
+        values = {key: _reliance(graph, key) for key in keys}
+        top = max(values.values(), default=0.0)
         nodes = []
-        for key in sorted(keys, key=_channel):
-            ids[key] = f"k{len(ids)}"
-            nodes.append(GraphNode(key, _channel(key), _score(graph, key), ids[key], False))
-        rows.append(GraphRow(name, "input channels", tuple(nodes)))
-    edges = []
-    for key, dom_id in ids.items():
-        for child in _successors(graph, key):
-            if child in ids:
-                edges.append((dom_id, ids[child], _edge_score(graph, key, child)))
-
-    def animate(heat: torch.Tensor | None, pathway: int) -> bytes | None:
-        if heat is None:
-            return None
-        return gif_bytes(draw_map(heat, pixels[pathway], alpha=alpha, cmap=cmap)[0])
-
-    # maps come from the pyramid on this thread (it need not be thread-safe); colouring and GIF
-    # encoding release the GIL, so they run on workers, a bounded number of maps in flight
-    gifs: list[bytes | None] = []
-    in_flight: deque[Future[bytes | None]] = deque()
-    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        for layer, node in tqdm(chosen, desc="fxcfp kernels", unit="kernel", disable=not progress):
-            heat = optional_map(pyramid.kernel_map, layer.name, node.channel, mode=maps)
-            in_flight.append(pool.submit(animate, heat, int(getattr(layer, "pathway", 0))))
-            if len(in_flight) > 2 * WORKERS:
-                gifs.append(in_flight.popleft().result())
-        gifs.extend(job.result() for job in in_flight)
-    panels = [
-        _kernel_panel(graph, layer, node, gif, ids)
-        for (layer, node), gif in zip(chosen, gifs, strict=True)
-    ]
-    return rows, edges, panels
+        for key in keys:
+            shown[key] = f"k{len(shown)}"
+            nodes.append(ShownKernel(key, name, len(rows), _channel(key),
+                                     _share(values[key], top), shown[key], is_input=True))
+        rows.append(nodes)
+    edges = [(shown[key], shown[child], _edge_score(graph, key, child))
+             for key in shown for child in _successors(graph, key) if child in shown]
+    return rows, edges
 
 
-def _kernel_panel(
-    graph: Any, layer: Any, node: GraphNode, gif: bytes | None, ids: dict[str, str]
-) -> str:
-    depth = graph.nodes[node.key].get("depth", layer.depth) if node.key in graph else layer.depth
-    children = sorted(
-        _successors(graph, node.key), key=lambda child: -_edge_score(graph, node.key, child)
+def layout(
+    rows: Sequence[Sequence[ShownKernel]],
+    titles: Sequence[str],
+    edges: Sequence[tuple[str, str, float]],
+    *,
+    engine: str = "auto",
+) -> GraphLayout:
+    """Place the graph: Graphviz ``dot`` (``engine="dot"`` or ``"auto"`` where it is installed),
+    else one row per level with the kernels spread evenly (``"plain"``)."""
+    if engine in ("auto", "dot") and dot_available():
+        try:
+            return _dot_layout(rows, titles, edges)
+        except Exception:  # a dot that crashes or prints no layout: draw the plain one
+            if engine == "dot":
+                raise
+    return _plain_layout(rows, titles, edges)
+
+
+def dot_available() -> bool:
+    """Whether the ``graphviz`` binding and its ``dot`` program are both installed."""
+    try:
+        import graphviz  # noqa: F401
+    except ImportError:
+        return False
+    return shutil.which("dot") is not None
+
+
+_NODE_R = 9.0
+_MARGIN_LEFT = 210.0  # the row titles
+
+
+def _dot_layout(
+    rows: Sequence[Sequence[ShownKernel]],
+    titles: Sequence[str],
+    edges: Sequence[tuple[str, str, float]],
+) -> GraphLayout:
+    import graphviz
+
+    dot = graphviz.Digraph(engine="dot")
+    dot.attr(rankdir="TB", nodesep="0.12", ranksep="0.32", splines="true", newrank="true")
+    dot.attr("node", shape="circle", width="0.26", height="0.26", fixedsize="true", label="")
+    for index, row in enumerate(rows):
+        # an invisible anchor per row, chained, keeps the rows in order whatever the edges are
+        with dot.subgraph() as rank:
+            rank.attr(rank="same")
+            rank.node(f"row{index}", style="invis", width="0.01", height="0.01")
+            for node in row:
+                rank.node(node.dom_id)
+        if index:
+            dot.edge(f"row{index - 1}", f"row{index}", style="invis", weight="50")
+    for source, target, _ in edges:
+        dot.edge(source, target)
+    data = json.loads(dot.pipe(format="json").decode("utf-8"))
+    x0, y0, x1, y1 = (float(v) for v in data["bb"].split(","))
+    height = y1 - y0
+    # dot measures in points with y upwards; the page's y runs down
+    names = {obj["_gvid"]: obj["name"] for obj in data.get("objects", [])}
+    positions: dict[str, tuple[float, float]] = {}
+    row_y: dict[int, float] = {}
+    for obj in data.get("objects", []):
+        if "pos" not in obj:  # the rank=same subgraphs are objects too
+            continue
+        x, y = (float(v) for v in obj["pos"].split(","))
+        point = (_MARGIN_LEFT + x - x0, height - (y - y0) + 20)
+        if obj["name"].startswith("row"):
+            row_y[int(obj["name"][3:])] = point[1]
+        else:
+            positions[obj["name"]] = point
+    paths: dict[tuple[str, str], str] = {}
+    for edge in data.get("edges", []):
+        tail, head = names[edge["tail"]], names[edge["head"]]
+        if tail.startswith("row"):
+            continue
+        paths[(tail, head)] = _spline(edge.get("pos", ""), x0, y0, height)
+    drawn = tuple(
+        GraphEdge(s, t, score, paths.get((s, t)) or _curve(positions[s], positions[t]))
+        for s, t, score in edges
     )
-    parents = sorted(
-        (p for p in graph.predecessors(node.key)) if node.key in graph else (),
-        key=lambda parent: -_edge_score(graph, parent, node.key),
-    )
-    return (
-        f'<section class="kernel-panel" data-node="{escape(node.key)}" hidden>'
-        f"<h3>{escape(node.key)}</h3>"
-        f'<div class="score">channel {node.channel} of {escape(layer.name)} · depth {depth} · '
-        f"score {node.score:.3f}</div>"
-        f"{_kernel_picture(node.key, gif)}"
-        f"<h4>Depends on ({len(children)})</h4>"
-        f"{_link_list(graph, [(c, _edge_score(graph, node.key, c)) for c in children], ids)}"
-        f"<h4>Used by ({len(parents)})</h4>"
-        f"{_link_list(graph, [(p, _edge_score(graph, p, node.key)) for p in parents], ids)}"
-        "</section>"
-    )
+    return GraphLayout(_MARGIN_LEFT + (x1 - x0) + 20, height + 40, positions, drawn,
+                       tuple((titles[i], row_y[i]) for i in range(len(rows))), "dot")
 
 
-def _kernel_picture(key: str, gif: bytes | None) -> str:
-    if gif is None:
-        return (
-            '<p class="score">No kernel-wise map: this kernel lies at max_depth and was not '
-            "expanded.</p>"
-        )
-    return (
-        f'<img alt="kernel-wise map of {escape(key)}" src="{data_uri(gif, "image/gif")}">'
-        '<div class="score">kernel-wise map: the mean of the activations this kernel depends '
-        "on</div>"
-    )
+def _spline(pos: str, x0: float, y0: float, height: float) -> str:
+    """dot's ``pos`` of an edge (``[e,x,y] [s,x,y] p0 p1 p2 p3 ...``, cubic Bezier control
+    points) as an SVG path in page coordinates."""
+    points = []
+    end = None
+    for part in pos.split():
+        fields = part.split(",")
+        if fields[0] == "e":
+            end = (float(fields[1]), float(fields[2]))
+        elif fields[0] != "s":
+            points.append((float(fields[0]), float(fields[1])))
+    if len(points) < 4 or (len(points) - 1) % 3:
+        return ""
+
+    def page(point: tuple[float, float]) -> str:
+        return f"{_MARGIN_LEFT + point[0] - x0:.1f},{height - (point[1] - y0) + 20:.1f}"
+
+    parts = [f"M{page(points[0])}"]
+    for i in range(1, len(points), 3):
+        parts.append(f"C{page(points[i])} {page(points[i + 1])} {page(points[i + 2])}")
+    if end is not None:
+        parts.append(f"L{page(end)}")
+    return " ".join(parts)
 
 
-def _link_list(graph: Any, items: list[tuple[str, float]], ids: dict[str, str]) -> str:
-    if not items:
-        return '<p class="score">none</p>'
-    entries = []
-    for key, score in items[:_LIST_LIMIT]:
-        has_panel = key in ids and not str(graph.nodes[key].get("layer", "")).startswith("input")
-        name = (
-            f'<a class="child-link" href="{kernel_href(key)}">{escape(key)}</a>'
-            if has_panel
-            else escape(key)
-        )
-        entries.append(f'<li>{name} <span class="score">{score:.3f}</span></li>')
-    if len(items) > _LIST_LIMIT:
-        entries.append(f'<li class="score">… and {len(items) - _LIST_LIMIT} more</li>')
-    return f"<ul>{''.join(entries)}</ul>"
+def _plain_layout(
+    rows: Sequence[Sequence[ShownKernel]],
+    titles: Sequence[str],
+    edges: Sequence[tuple[str, str, float]],
+) -> GraphLayout:
+    step, row_h = 26.0, 46.0
+    widest = max((len(row) for row in rows), default=1)
+    width = _MARGIN_LEFT + step * widest + 40
+    positions: dict[str, tuple[float, float]] = {}
+    row_y = []
+    for index, row in enumerate(rows):
+        y = 30 + index * row_h
+        first = _MARGIN_LEFT + (step * widest - step * (len(row) - 1)) / 2
+        for i, node in enumerate(row):
+            positions[node.dom_id] = (first + i * step, y)
+        row_y.append((titles[index], y))
+    drawn = tuple(GraphEdge(s, t, score, _curve(positions[s], positions[t]))
+                  for s, t, score in edges)
+    return GraphLayout(width, 30 + len(rows) * row_h, positions, drawn, tuple(row_y), "plain")
 
 
-def data_uri(data: bytes, mime: str) -> str:
-    """``data`` as a ``data:`` URI, so the page needs no file beside it."""
-    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+def _curve(start: tuple[float, float], end: tuple[float, float]) -> str:
+    (x1, y1), (x2, y2) = start, end
+    bend = (y2 - y1) * 0.45
+    return (f"M{x1:.1f},{y1 + _NODE_R:.1f} C{x1:.1f},{y1 + bend:.1f} {x2:.1f},{y2 - bend:.1f} "
+            f"{x2:.1f},{y2 - _NODE_R:.1f}")
+
+
+def _reliance(graph: Any, key: str) -> float:
+    parents = _predecessors(graph, key)
+    if not parents:  # the class: everything relies on it
+        return 1.0
+    return sum(_edge_score(graph, parent, key) for parent in parents)
+
+
+def _share(value: float, top: float) -> float:
+    return float(value / top) if top > 0 else 0.0
+
+
+def _predecessors(graph: Any, key: str) -> list[str]:
+    return list(graph.predecessors(key)) if key in graph else []
 
 
 def _successors(graph: Any, key: str) -> list[str]:
     return list(graph.successors(key)) if key in graph else []
 
 
-def _score(graph: Any, key: str) -> float:
-    return float(graph.nodes[key].get("score", 0.0)) if key in graph else 0.0
-
-
 def _edge_score(graph: Any, source: str, target: str) -> float:
     data = graph.get_edge_data(source, target) or {}
-    return float(data.get("score", _score(graph, target)))
+    fallback = graph.nodes[target].get("score", 0.0) if target in graph else 0.0
+    return float(data.get("score", fallback))
 
 
 def _channel(key: str) -> int:

@@ -12,8 +12,7 @@ from typing import Any
 import numpy as np
 
 from fxcfp._files import atomic_write
-from fxcfp.render._graph_view import data_uri
-from fxcfp.render._report_assets import CSS
+from fxcfp.render._report_assets import CSS, data_uri
 
 __all__ = ["heat_map_png", "write_dataset_report"]
 

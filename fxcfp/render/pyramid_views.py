@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,8 @@ class RenderedLevel:
             the pyramid's temporal profile, on the frames it was drawn over.
         peak_frame: The frame holding the most of the map (shown in ``pyramid.png``); the
             middle frame of a constant map.
+        drawn: The ``T x H x W x 3`` overlay itself, kept so the report can cut stills from it
+            without decoding a file.
     """
 
     layer: str
@@ -59,6 +61,7 @@ class RenderedLevel:
     mp4: Path | None
     profile: tuple[float, ...]
     peak_frame: int
+    drawn: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -210,7 +213,7 @@ def render_with_frames(
             peak = peak_frame(profile)
             stem = level_dir / f"{index:02d}_{slug(layer.name)}"
             job = pool.submit(_write_level, drawn, stem, wanted)
-            pending.append((layer.name, pathway, profile, peak, job))
+            pending.append((layer.name, pathway, profile, peak, job, drawn))
             sheet_rows.append((layer.name, drawn))
             peaks.append((f"{layer.name}\n{level_caption(layer)}", drawn[peak]))
         if not pending:
@@ -222,8 +225,8 @@ def render_with_frames(
                                              root / "contact_sheet.png"))
         figure = save_png(pyramid_figure(peaks, title=title), root / "pyramid.png")
         rendered = tuple(
-            RenderedLevel(name, pathway, *job.result(), profile, peak)
-            for name, pathway, profile, peak, job in pending
+            RenderedLevel(name, pathway, *job.result(), profile, peak, drawn)
+            for name, pathway, profile, peak, job, drawn in pending
         )
         sheet_path = sheet.result()
     return RenderResult(root, rendered, sheet_path, figure, tuple(skipped)), pixels

@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fxcfp._files import atomic_write
-from fxcfp.render._graph_view import data_uri
-from fxcfp.render._report_assets import CSS
+from fxcfp.render._report_assets import CSS, data_uri
 
 __all__ = ["timeline_png", "write_timeline_report"]
 
