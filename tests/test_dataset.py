@@ -14,6 +14,7 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 import pytest
+import torch
 
 import fxcfp
 from fxcfp._backstep import UNREACHED
@@ -64,11 +65,18 @@ def done(out: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def single(videos, tmp_path_factory) -> Path:
-    """One process, one clip per forward: the runs compared with it batch alike, since a
-    forward pass of another batch composition rounds differently in the last bits."""
+    """One process, one clip per forward, one torch thread: the runs compared with it batch
+    alike and run their processes on one thread (torchrun's default, and the env below), since
+    a forward pass of another batch composition or thread count rounds differently in the last
+    bits."""
     out = tmp_path_factory.mktemp("single")
-    assert main(["explain-dataset", str(videos), "--out", str(out), "--model", TINY,
-                 "--workers", "1", "--batch", "1", "--quiet", *OPTIONS]) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["explain-dataset", str(videos), "--out", str(out), "--model", TINY,
+                     "--workers", "1", "--batch", "1", "--quiet", *OPTIONS]) == 0
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 
