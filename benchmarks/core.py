@@ -34,6 +34,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -190,6 +191,20 @@ def _spawn(name: str, mode: str, args: argparse.Namespace) -> dict:
          "--size", str(args.size), "--rounds", str(args.rounds), "--threads", str(args.threads)],
         check=True, capture_output=True, text=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def backstep_inputs(analyzer: Any, clips: torch.Tensor, device: torch.device
+                    ) -> tuple[Any, list[Any], list[torch.Tensor], torch.Tensor]:
+    """What :func:`fxcfp._backstep.backstep` is called with for ``clips`` of an analyzer that
+    has analysed them once: ``(plan, layer tensors, pooled inputs, roots of the top class)``,
+    so a benchmark can time the back-step alone."""
+    plan = next(iter(analyzer._plans.values()))
+    with torch.no_grad():
+        logits, pooled = plan.capture(clips)
+    layer_pooled = [pooled[i] for i in plan.pooled_index]
+    tensors = analyzer._layer_tensors(plan, device, layer_pooled[0].dtype)
+    roots = plan.output_sources.to(device)[logits.argmax(1)]
+    return plan, tensors, layer_pooled, torch.where(roots < 0, plan.total_ids, roots)
 
 
 def machine() -> str:

@@ -33,9 +33,9 @@ import fxcfp
 from fxcfp._backstep import backstep
 
 try:  # run as a script (python benchmarks/gpu.py) or as a module
-    from core import RESULTS, _write_section, machine
+    from core import RESULTS, _write_section, backstep_inputs, machine
 except ImportError:  # pragma: no cover
-    from benchmarks.core import RESULTS, _write_section, machine
+    from benchmarks.core import RESULTS, _write_section, backstep_inputs, machine
 
 NETWORKS = ("resnet3d_152", "r3d_18")
 SIZES = (112, 224)
@@ -106,13 +106,7 @@ def measure(name: str, model: torch.nn.Module, frames: int, size: int, batch: in
                 else analyzer.analyze_batch(clips, threshold=THRESHOLD))
 
     analyze()  # the plan, traced and mapped once
-    plan = next(iter(analyzer._plans.values()))
-    with torch.no_grad():
-        logits, pooled = plan.capture(clips)
-    layer_pooled = [pooled[i] for i in plan.pooled_index]
-    tensors = analyzer._layer_tensors(plan, device, layer_pooled[0].dtype)
-    roots = plan.output_sources.to(device)[logits.argmax(1)]
-    roots = torch.where(roots < 0, plan.total_ids, roots)
+    plan, tensors, layer_pooled, roots = backstep_inputs(analyzer, clips, device)
 
     def step(sync: bool | None = None) -> Callable[[], torch.Tensor]:
         return lambda: backstep(tensors, layer_pooled, roots, plan.total_ids,

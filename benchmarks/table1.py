@@ -43,9 +43,9 @@ from fxcfp._backstep import backstep
 from fxcfp.zoo.paper import PAPER_BACKSTEP_MS, PAPER_GFLOPS, PAPER_NETWORKS
 
 try:  # run as a script (python benchmarks/table1.py) or as a module
-    from core import RESULTS, _write_section, machine
+    from core import RESULTS, _write_section, backstep_inputs, machine
 except ImportError:  # pragma: no cover
-    from benchmarks.core import RESULTS, _write_section, machine
+    from benchmarks.core import RESULTS, _write_section, backstep_inputs, machine
 
 _WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 DEPTHS = (2, 3, None)
@@ -217,13 +217,7 @@ def measure(name: str, args: argparse.Namespace, device: torch.device) -> tuple[
                        generator=torch.Generator(device=device).manual_seed(1))
     analyzer = fxcfp.Analyzer(model)
     pyramid = analyzer.analyze(clip, threshold=theta)
-    plan = next(iter(analyzer._plans.values()))
-    with torch.no_grad():
-        logits, pooled = plan.capture(clip)
-    layer_pooled = [pooled[i] for i in plan.pooled_index]
-    tensors = analyzer._layer_tensors(plan, device, layer_pooled[0].dtype)
-    roots = plan.output_sources.to(device)[logits.argmax(1)]
-    roots = torch.where(roots < 0, plan.total_ids, roots)
+    plan, tensors, layer_pooled, roots = backstep_inputs(analyzer, clip, device)
 
     def forward():
         with torch.no_grad():
