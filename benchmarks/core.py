@@ -193,6 +193,22 @@ def _spawn(name: str, mode: str, args: argparse.Namespace) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def milliseconds(fn: Any, device: torch.device) -> float:
+    """One call of ``fn`` in milliseconds: CUDA events on a GPU (the device's own clock, waited
+    for), CPU time of the process elsewhere (steadier than wall time on a shared machine)."""
+    if device.type == "cuda":
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end)
+    begin = time.process_time()
+    fn()
+    return (time.process_time() - begin) * 1e3
+
+
 def backstep_inputs(analyzer: Any, clips: torch.Tensor, device: torch.device
                     ) -> tuple[Any, list[Any], list[torch.Tensor], torch.Tensor]:
     """What :func:`fxcfp._backstep.backstep` is called with for ``clips`` of an analyzer that

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,9 +32,9 @@ import fxcfp
 from fxcfp._backstep import backstep
 
 try:  # run as a script (python benchmarks/gpu.py) or as a module
-    from core import RESULTS, _write_section, backstep_inputs, machine
+    from core import RESULTS, _write_section, backstep_inputs, machine, milliseconds
 except ImportError:  # pragma: no cover
-    from benchmarks.core import RESULTS, _write_section, backstep_inputs, machine
+    from benchmarks.core import RESULTS, _write_section, backstep_inputs, machine, milliseconds
 
 NETWORKS = ("resnet3d_152", "r3d_18")
 SIZES = (112, 224)
@@ -63,20 +62,7 @@ class Clock:
     def __call__(self, fn: Callable[[], object]) -> float:
         for _ in range(self.warmup):
             fn()
-        times = []
-        for _ in range(self.repeats):
-            if self.device.type == "cuda":
-                start = torch.cuda.Event(enable_timing=True)
-                end = torch.cuda.Event(enable_timing=True)
-                start.record()
-                fn()
-                end.record()
-                end.synchronize()
-                times.append(start.elapsed_time(end))
-            else:
-                begin = time.process_time()
-                fn()
-                times.append((time.process_time() - begin) * 1e3)
+        times = [milliseconds(fn, self.device) for _ in range(self.repeats)]
         return statistics.median(times)
 
 

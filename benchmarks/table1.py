@@ -43,9 +43,9 @@ from fxcfp._backstep import backstep
 from fxcfp.zoo.paper import PAPER_BACKSTEP_MS, PAPER_GFLOPS, PAPER_NETWORKS
 
 try:  # run as a script (python benchmarks/table1.py) or as a module
-    from core import RESULTS, _write_section, backstep_inputs, machine
+    from core import RESULTS, _write_section, backstep_inputs, machine, milliseconds
 except ImportError:  # pragma: no cover
-    from benchmarks.core import RESULTS, _write_section, backstep_inputs, machine
+    from benchmarks.core import RESULTS, _write_section, backstep_inputs, machine, milliseconds
 
 _WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 DEPTHS = (2, 3, None)
@@ -187,18 +187,7 @@ def _medians(calls: dict, rounds: int, device: torch.device) -> dict[str, float]
         fn()  # warm-up
     for _ in range(rounds):
         for key, fn in calls.items():
-            if device.type == "cuda":
-                start = torch.cuda.Event(enable_timing=True)
-                end = torch.cuda.Event(enable_timing=True)
-                start.record()
-                fn()
-                end.record()
-                end.synchronize()
-                times[key].append(start.elapsed_time(end))
-            else:
-                begin = time.process_time()
-                fn()
-                times[key].append((time.process_time() - begin) * 1e3)
+            times[key].append(milliseconds(fn, device))
     return {key: statistics.median(v) for key, v in times.items()}
 
 
