@@ -453,7 +453,7 @@ class Analyzer:
                                                  int(chosen_cpu[i]), others[i]))
                           for i in range(batch)]
         if gate == "evidence":
-            keep = evidence_keep(model, plan, inputs, chosen_cpu.tolist(), others)
+            keep = evidence_keep(plan, inputs, chosen_cpu.tolist(), others)
             per_sample = [gated_tensors(per_sample[i], keep[i], plan.total_ids)
                           for i in range(batch)]
         if contrast is None and gate == "paper":

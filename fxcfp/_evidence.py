@@ -43,28 +43,16 @@ computed or stored, and the model's flags and ``requires_grad`` are left as they
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch import fx, nn
+from torch import fx
 
 __all__ = ["DEFAULT_MAPS", "record_evidence"]
 
 # what the pictures (render_pyramid, write_report, fxcfp explain) draw unless asked otherwise:
 # the mode the faithfulness measurements support; the library's map methods keep "paper"
 DEFAULT_MAPS = "evidence"
-
-
-@contextlib.contextmanager
-def _eval_with_grad(model: nn.Module) -> Iterator[None]:
-    """Autograd on for the block. The graph that runs is traced from fxcfp's eval-mode view of
-    ``model`` (:mod:`fxcfp._view`), so eval mode needs no flag of the caller's modules flipped:
-    flipping them would race with another thread analysing the same train-mode model."""
-    del model  # its flags are never touched
-    with torch.enable_grad():
-        yield
 
 
 class _Recorder(fx.Interpreter):
@@ -91,14 +79,13 @@ def _leaf(x: torch.Tensor) -> torch.Tensor:
     return leaf.requires_grad_(True) if leaf.is_floating_point() else leaf
 
 
-def record_evidence(model: nn.Module, gm: fx.GraphModule, inputs: list[torch.Tensor],
+def record_evidence(gm: fx.GraphModule, inputs: list[torch.Tensor],
                     requests: dict[str, dict[int, torch.Tensor]], sample: int, target: int,
                     contrast: int | None) -> dict[tuple[str, int], torch.Tensor]:
     """``G * A`` at the requested channels of the requested nodes, for one sample.
 
     Args:
-        model: the user's model (never changed; the graph runs its eval-mode view).
-        gm: its traced graph.
+        gm: the traced graph of the model's eval-mode view (the model is never changed).
         inputs: the inputs the graph is called with.
         requests: ``node -> channel dim -> channel ids``.
         sample: the batch row explained.
@@ -109,7 +96,9 @@ def record_evidence(model: nn.Module, gm: fx.GraphModule, inputs: list[torch.Ten
         ``(node, dim) -> channels x ...`` float tensors on the host, channels first.
     """
     recorder = _Recorder(gm, set(requests))
-    with _eval_with_grad(model):
+    # the graph is traced from fxcfp's eval-mode view of the model (fxcfp._view): eval mode
+    # needs no flag of the caller's flipped, which would race with other threads
+    with torch.enable_grad():
         output = recorder.run(*[_leaf(x) for x in inputs])
         if isinstance(output, (tuple, list)):
             output = output[0]  # torch.export returns a one-tuple

@@ -38,11 +38,10 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch import nn
 
 from ._backstep import LayerTensors
 from ._errors import InvalidArgumentError
-from ._evidence import _eval_with_grad, _leaf, _Recorder
+from ._evidence import _leaf, _Recorder
 
 __all__ = ["EVIDENCE_FLOOR", "GATES", "Gate", "check_gate", "evidence_keep", "gated_tensors"]
 
@@ -61,14 +60,14 @@ def check_gate(call: str, gate: Any) -> Gate:
     return gate
 
 
-def evidence_keep(model: nn.Module, plan: Any, inputs: list[torch.Tensor],
+def evidence_keep(plan: Any, inputs: list[torch.Tensor],
                   targets: list[int], contrasts: list[int | None]
                   ) -> list[tuple[np.ndarray, ...]]:
     """For every sample and weighted layer, which input channels the evidence gate lets link."""
     nodes = {layer.input_node for layer in plan.layers}
     recorder = _Recorder(plan.traced.gm, nodes)
     rows = torch.arange(len(targets))
-    with _eval_with_grad(model):
+    with torch.enable_grad():  # on the eval-mode view's graph: no flag of the model flipped
         output = recorder.run(*[_leaf(x) for x in inputs])
         if isinstance(output, (tuple, list)):
             output = output[0]  # torch.export returns a one-tuple

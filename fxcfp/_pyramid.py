@@ -443,8 +443,8 @@ class Pyramid:
         if self._plan.traced.method == "fx":  # a symbolic trace runs any batch size
             inputs, sample = [x[sample: sample + 1] for x in inputs], 0
         # the graph runs an eval-mode view: its own flags, never the caller's, are the ones set
-        return record_evidence(self._plan.traced.gm, self._plan.traced.gm, inputs, requests,
-                               sample, self.target, self.contrast)
+        return record_evidence(self._plan.traced.gm, inputs, requests, sample, self.target,
+                               self.contrast)
 
     def _source_key(self, index: int) -> tuple[str, int]:
         # a classifier's maps are drawn on the pre-pool tensor (SPEC "Maps of a layer without
