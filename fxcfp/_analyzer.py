@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import gc
 import sys
 import threading
 import weakref
-from collections.abc import Iterator
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from . import _fused
 from ._backstep import LayerTensors, backstep
 from ._checks import check_classes, check_model, check_options, prepare_inputs
 from ._contrast import check_contrast, contrast_classes, contrast_tensors
@@ -26,7 +25,7 @@ from ._errors import (
     describe_model_error,
 )
 from ._gate import Gate, check_gate, evidence_keep, gated_tensors
-from ._plan import Plan, plan_and_capture, record_activations
+from ._plan import Plan, plan_and_capture
 from ._pyramid import Pyramid
 from ._trace import Traced, failing_module, trace_model
 from ._view import eval_view, fingerprint, unwrap
@@ -36,14 +35,6 @@ __all__ = ["Analyzer", "analyze", "analyze_batch"]
 
 
 _HOOKS = ("_forward_pre_hooks", "_forward_hooks")
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """No gradients for the block. The model's ``training`` flags are left alone: fxcfp runs an
-    eval-mode view of it (:mod:`fxcfp._view`), so nothing needs flipping, and nothing races."""
-    with torch.no_grad():
-        yield
 
 
 def _released() -> None:
@@ -274,6 +265,9 @@ class Analyzer:
     def _build(self, view: nn.Module, inputs: list[torch.Tensor], as_list: bool, kind: str,
                key: tuple[Any, ...], export_key: tuple[Any, ...], call: str
                ) -> tuple[Plan, tuple[Any, tuple[torch.Tensor, ...]] | None]:
+        # the fused back-step loads (or builds) in the background while the model is traced
+        # and run: from the disk cache it is ready for this call's back-step
+        _fused.extension()
         call_args = [inputs] if as_list else inputs
         traced = self._fx if kind == "fx" else None
         # torch.export would run submodule hooks on fake tensors before fxcfp could refuse them
@@ -365,17 +359,6 @@ class Analyzer:
                 "graph, so their hooks have no call to run at. Hint: register the hook on a "
                 "leaf layer (a Conv or Linear module, whose hooks fxcfp runs once per forward) "
                 "or on the model itself, or remove it while analysing (handle.remove())")
-
-    @staticmethod
-    def _record(model: nn.Module, plan: Plan, inputs: tuple[torch.Tensor, ...],
-                requests: dict[str, tuple[int, torch.Tensor]], sample: int
-                ) -> dict[str, torch.Tensor]:
-        """A targeted forward for the maps: only the requested channels of one sample. It runs
-        the leaf modules' hooks once more, like any forward pass."""
-        if plan.traced.method == "fx":
-            inputs, sample = tuple(x[sample: sample + 1] for x in inputs), 0
-        with torch.no_grad():
-            return record_activations(plan.traced.gm, _copies(inputs), requests, sample)
 
     # --- analysis --------------------------------------------------------------------------
 

@@ -405,8 +405,8 @@ def _attach(saved: SavedPyramid, model: nn.Module, clip: Any, call: str) -> Pyra
             clip = clip[0]
     analyzer = _cached_analyzer(model, call)
     inputs, as_list = prepare_inputs(call, model, clip, batched=False)
-    from ._analyzer import _eval_mode
-    with _eval_mode(model):
+    from ._capture import eval_mode
+    with eval_mode(model):
         plan, _ = analyzer._plan(inputs, as_list)  # the plan, and a capture we do not need
     _check_same(saved, plan, call)
     pooled = tuple(p.to(inputs[0].device) for p in saved._pooled)

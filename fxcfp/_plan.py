@@ -12,6 +12,7 @@ import torch
 from torch import fx
 
 from ._backstep import LayerTensors
+from ._capture import FirstCapture, capture_module
 from ._errors import UnsupportedModelError
 from ._trace import Traced
 from .passes import (
@@ -103,16 +104,23 @@ class Plan:
 
     def pooled_weight(self, layer: LayerInfo) -> torch.Tensor:
         """SPEC step 2: the weight averaged over its kernel dims, ``out x in/groups``."""
+        return self._pooled_weight(layer)[0]
+
+    def _pooled_weight(self, layer: LayerInfo) -> tuple[torch.Tensor, bool]:
+        """The pooled weight, and whether it is memory of its own (a mean) rather than the live
+        weight itself (a linear layer's)."""
         weight = layer_weight(self.traced.gm, layer.weight)
         if layer.weight_transposed:
             weight = weight.t()
         if weight.dim() > 2:
-            weight = weight.mean(dim=tuple(range(2, weight.dim())))
-        return weight
+            return weight.mean(dim=tuple(range(2, weight.dim()))), True
+        return weight, False
 
     def layer_tensors(self, device: torch.device, dtype: torch.dtype) -> list[LayerTensors]:
         tensors = []
         for layer in self.layers:
+            # a copy of the live weight only: a linear layer's would alias the parameter
+            weight, fresh = self._pooled_weight(layer)
             sources = layer.sources.clone()
             sources[sources < 0] = self.total_ids  # padding points at the sink
             group_of_kernel = None
@@ -125,8 +133,7 @@ class Plan:
             tensors.append(LayerTensors(
                 first_id=layer.first_id,
                 groups=layer.groups,
-                # a copy: a linear weight would otherwise alias the live parameter
-                weight=self.pooled_weight(layer).to(device=device, dtype=dtype, copy=True),
+                weight=weight.to(device=device, dtype=dtype, copy=not fresh),
                 group_of_kernel=group_of_kernel,
                 sources=sources.to(device).contiguous(),
                 members=members,
@@ -135,75 +142,13 @@ class Plan:
         return tensors
 
 
-def _pool_dims(ndim: int, kind: str) -> tuple[int, ...]:
-    """The dims SPEC step 2 averages a layer's input over: all but batch and channel."""
-    return tuple(range(2, ndim)) if kind == "conv" else tuple(range(1, ndim - 1))
-
-
-def _pool(graph: fx.Graph, node: fx.Node, ndim: int, kind: str) -> fx.Node:
-    """A node averaging ``node`` over every dim but batch and channel (SPEC step 2)."""
-    dims = _pool_dims(ndim, kind)
-    if not dims:
-        return node
-    anchor = node
-    if node.op == "placeholder":
-        anchor = [n for n in graph.nodes if n.op == "placeholder"][-1]
-    with graph.inserting_after(anchor):
-        # pooled right where the activation is made, so the activation can be freed early
-        return graph.call_function(torch.mean, (node,), {"dim": dims})
-
-
-def _capture_module(gm: fx.GraphModule, layers: list[LayerInfo]) -> tuple[fx.GraphModule, tuple[int, ...]]:
-    graph = fx.Graph()
-    values: dict[fx.Node, fx.Node] = {}
-    output = graph.graph_copy(gm.graph, values)
-    by_name = {old.name: new for old, new in values.items()}
-    pooled_nodes: list[fx.Node] = []
-    slot: dict[str, int] = {}
-    index = []
-    for layer in layers:
-        key = f"{layer.input_node}/{layer.kind}"
-        if key not in slot:
-            slot[key] = len(pooled_nodes)
-            pooled_nodes.append(_pool(graph, by_name[layer.input_node], len(layer.input_shape),
-                                      layer.kind))
-        index.append(slot[key])
-    graph.output((output, tuple(pooled_nodes)))
-    capture = fx.GraphModule(gm, graph, "FxcfpCapture")
-    return capture, tuple(index)
-
-
 def _shared(sources: torch.Tensor) -> bool:
+    """Does some producer id appear in two rows (a flatten)? A count per id, not a sort."""
     ids = sources[sources >= 0]
-    return ids.numel() != torch.unique(ids).numel()
-
-
-class _FirstCapture:
-    """What ``plan.capture`` would return, taken from the channel-map pass's own run of the
-    graph: the output, and each layer input pooled by the same call the capture makes, on the
-    same values, so the numbers are the capture's bit for bit."""
-
-    def __init__(self, gm: fx.GraphModule) -> None:
-        self.kinds: dict[str, set[str]] = {}
-        for node in gm.graph.nodes:
-            layer: WeightedLayer | None = node.meta.get(WEIGHTED_LAYER)
-            if layer is not None:
-                self.kinds.setdefault(layer.input, set()).add(layer.kind)
-        self.pooled: dict[str, torch.Tensor] = {}
-        self.output: Any = None
-
-    def __call__(self, node: fx.Node, value: Any) -> None:
-        if node.op == "output":
-            self.output = value
-        for kind in self.kinds.get(node.name, ()):
-            if isinstance(value, torch.Tensor):
-                dims = _pool_dims(value.dim(), kind)
-                self.pooled[f"{node.name}/{kind}"] = (torch.mean(value, dim=dims) if dims
-                                                      else value)
-
-    def result(self, layers: list[LayerInfo]) -> tuple[Any, tuple[torch.Tensor, ...]]:
-        keys = list(dict.fromkeys(f"{layer.input_node}/{layer.kind}" for layer in layers))
-        return self.output, tuple(self.pooled[key] for key in keys)
+    if ids.numel() < 2:
+        return False
+    low = ids.min()
+    return bool((torch.bincount(ids - low) > 1).any())
 
 
 def build_plan(traced: Traced, inputs: list[torch.Tensor], model: torch.nn.Module) -> Plan:
@@ -217,7 +162,7 @@ def plan_and_capture(traced: Traced, inputs: list[torch.Tensor], model: torch.nn
     the model: the channel-map pass runs the graph on ``inputs`` anyway."""
     gm = traced.gm
     annotate_weighted_layers(gm, model)
-    observed = _FirstCapture(gm)
+    observed = FirstCapture(gm)
     annotate_channel_maps(gm, *inputs, observe=observed)
     layers = []
     for node in gm.graph.nodes:
@@ -252,7 +197,7 @@ def plan_and_capture(traced: Traced, inputs: list[torch.Tensor], model: torch.nn
     for owner, (first, count) in enumerate(ranges):
         id_owner[first: first + count] = owner
         id_channel[first: first + count] = np.arange(count)
-    capture, pooled_index = _capture_module(gm, layers)
+    capture, pooled_index = capture_module(gm, layers)
     plan = Plan(
         traced=traced, layers=tuple(layers), capture=capture, pooled_index=pooled_index,
         output_sources=out.sources, total_ids=out.total_ids, input_names=input_names,
@@ -260,43 +205,3 @@ def plan_and_capture(traced: Traced, inputs: list[torch.Tensor], model: torch.nn
         id_owner=id_owner, id_channel=id_channel, names=names,
     )
     return plan, observed.result(layers)
-
-
-class _ActivationRecorder(fx.Interpreter):
-    """Runs ``gm`` and keeps, for the requested nodes, one sample's selected channels only."""
-
-    def __init__(self, gm: fx.GraphModule, requests: dict[str, dict[int, torch.Tensor]],
-                 sample: int) -> None:
-        super().__init__(gm, garbage_collect_values=True)
-        self.requests = dict(requests)
-        self.sample = sample
-        self.found: dict[tuple[str, int], torch.Tensor] = {}
-
-    def run_node(self, n: fx.Node) -> Any:
-        value = super().run_node(n)
-        for dim, channels in self.requests.pop(n.name, {}).items():
-            row = value[self.sample]
-            picked = row.index_select(dim - 1, channels.to(row.device))
-            # channels first, whichever axis the layer reads them on (channels-last linears)
-            self.found[(n.name, dim)] = picked.movedim(dim - 1, 0).cpu()
-        if not self.requests:
-            raise _Done
-        return value
-
-
-class _Done(Exception):
-    pass
-
-
-def record_activations(gm: fx.GraphModule, inputs: list[torch.Tensor],
-                       requests: dict[str, dict[int, torch.Tensor]], sample: int
-                       ) -> dict[tuple[str, int], torch.Tensor]:
-    """One forward that keeps only the requested channels (``node -> channel dim -> ids``) of the
-    requested nodes, channels first, and stops as soon as it has them all."""
-    recorder = _ActivationRecorder(gm, requests, sample)
-    if requests:
-        try:
-            recorder.run(*inputs)
-        except _Done:
-            pass
-    return recorder.found

@@ -13,6 +13,7 @@ import torch
 
 from . import _fused
 from ._backstep import UNREACHED, LayerTensors, gate, normalised
+from ._capture import record
 from ._errors import GraphTooLargeError, InvalidArgumentError
 from ._evidence import record_evidence
 from ._files import atomic_write, dump_json
@@ -435,10 +436,8 @@ class Pyramid:
 
     def _record(self, requests: dict[str, dict[int, torch.Tensor]], mode: MapMode
                 ) -> dict[tuple[str, int], torch.Tensor]:
-        from ._analyzer import Analyzer  # the analyzer module imports this one
-
         if mode == "paper":
-            return Analyzer._record(self._model, self._plan, self._inputs, requests, self._sample)
+            return record(self._plan, self._inputs, requests, self._sample)
         inputs, sample = list(self._inputs), self._sample
         if self._plan.traced.method == "fx":  # a symbolic trace runs any batch size
             inputs, sample = [x[sample: sample + 1] for x in inputs], 0

@@ -55,6 +55,19 @@ def expand_full(label: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> tor
     return label.expand(*shape, label.shape[-1])
 
 
+def _broadcast_shape(shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+    """The broadcast of equal-rank shapes. Not ``torch.broadcast_shapes``: its first call imports
+    torch's symbolic-shape machinery and sympy, which cost most of a ResNet-50 forward."""
+    common = list(shapes[0])
+    for shape in shapes[1:]:
+        for dim, size in enumerate(shape):
+            if size != common[dim] and size != 1:
+                if common[dim] != 1:
+                    raise RuntimeError(f"shapes {shapes} do not broadcast at dim {dim}")
+                common[dim] = size
+    return tuple(common)
+
+
 def union(labels: list[torch.Tensor], shape: torch.Size | tuple[int, ...]) -> torch.Tensor | None:
     """Element-wise union of labels that broadcast to an activation of ``shape``."""
     if not labels:
@@ -65,6 +78,6 @@ def union(labels: list[torch.Tensor], shape: torch.Size | tuple[int, ...]) -> to
         # broadcasting aligns trailing dims: prepend size-1 dims, keep the set dim last
         missing = ndim - (label.dim() - 1)
         aligned.append(label.reshape((1,) * missing + tuple(label.shape)))
-    common = torch.broadcast_shapes(*(tuple(a.shape[:-1]) for a in aligned))
+    common = _broadcast_shape([tuple(a.shape[:-1]) for a in aligned])
     merged = torch.cat([a.expand(*common, a.shape[-1]) for a in aligned], dim=-1)
     return compact(merged)
