@@ -3,7 +3,8 @@
 For each network, in one process and on one device, ``--rounds`` rounds (default 7) that each
 time, one after another: the plain no-grad forward, ``analyze`` at full depth (steady state,
 graph lazy), the capture alone (the forward that also pools every layer's input), the
-back-step alone at full depth and at ``max_depth=3``, and the edge count of a fresh pyramid.
+back-step alone at full depth and at ``max_depth=3``, the edge count of a fresh pyramid, and the
+back-step that also counts the edges of the kernels its early exit skipped (``count=True``).
 Every figure is the median over the rounds of CPU time (``time.process_time``; torch on
 ``--threads`` threads, 1 by default), so each ratio compares calls made side by side and
 survives a machine whose load drifts. The first call (tracing, channel maps) is timed once,
@@ -155,15 +156,16 @@ def worker(name: str, mode: str, frames: int, size: int, rounds: int) -> dict:
         with torch.no_grad():
             plan.capture(clips)
 
-    def step(depth):
+    def step(depth, count=False):
         return lambda: backstep(tensors, layer_pooled, roots, plan.total_ids, threshold=0.6,
-                                max_depth=depth, top_k=None)
+                                max_depth=depth, top_k=None, count=count)
 
     def count():
         return dataclasses.replace(pyramid).num_edges  # a fresh pyramid: nothing cached
 
     calls = {"forward": forward, "analyze": analyze, "capture": capture,
-             "backstep": step(None), "backstep3": step(3), "count": count}
+             "backstep": step(None), "backstep3": step(3), "count": count,
+             "backstep_counted": step(None, count=True)}
     times: dict[str, list[float]] = {key: [] for key in calls}
     for _ in range(rounds):  # interleaved: every ratio compares neighbours in time
         for key, fn in calls.items():
@@ -226,8 +228,10 @@ def backstep_inputs(analyzer: Any, clips: torch.Tensor, device: torch.device
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({cpu})"
+    # the load says how far a figure of this shared machine can be trusted (ratios survive it)
+    load = (f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "")
     return (f"{device}, {os.cpu_count()} cores, torch {torch.__version__}, "
-            f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
+            f"Python {platform.python_version()}, {platform.system()} {platform.release()}{load}")
 
 
 def main() -> None:
@@ -246,7 +250,8 @@ def main() -> None:
         return
     header = ("| network | clip | layers | forward | analyze | analyze / forward | first call "
               "| first / forward | capture / forward | back-step | back-step / forward "
-              "| back-step d=3 / full | edge count / forward | nodes / edges "
+              "| back-step d=3 / full | edge count / forward | back-step counting every edge / forward "
+              "| nodes / edges "
               "| peak forward / analyze (1 clip) | ratio | peak forward / analyze_batch (8) "
               "| ratio | pooled-weight cache |")
     rows = [header, "|" + "---|" * (header.count("|") - 1)]
@@ -260,7 +265,8 @@ def main() -> None:
             f"{t['first_seconds'] / f:.2f}x", f"{t['capture_seconds'] / f:.3f}x",
             f"{t['backstep_seconds'] * 1e3:.2f} ms", f"{100 * t['backstep_seconds'] / f:.2f}%",
             f"{t['backstep3_seconds'] / t['backstep_seconds']:.2f}",
-            f"{100 * t['count_seconds'] / f:.2f}%", f"{t['nodes']} / {t['edges']}",
+            f"{100 * t['count_seconds'] / f:.2f}%",
+            f"{100 * t['backstep_counted_seconds'] / f:.2f}%", f"{t['nodes']} / {t['edges']}",
         ]
         for mode in ("peak", "peak-batch"):
             if args.no_memory:

@@ -44,11 +44,16 @@ static bool gate_row(const float* a, const float* w, int64_t n, float theta, boo
                      float* scores, float* bar_out) {
   float low = std::numeric_limits<float>::infinity();
   float high = -std::numeric_limits<float>::infinity();
-  bool nan = false;
+  int nan = 0;
+  // vectorised (OpenMP simd, no fast-math): products are IEEE products whatever the lanes, a
+  // minimum and a maximum do not depend on the order they are taken in, and a row with a NaN
+  // is refused below, so the lanes give the scalar loop's low and high exactly (a zero's sign
+  // never changes a comparison against the bar)
+#pragma omp simd reduction(min:low) reduction(max:high) reduction(|:nan)
   for (int64_t c = 0; c < n; ++c) {
     float s = a[c] * w[c];
     scores[c] = s;
-    nan |= std::isnan(s);
+    nan |= s != s;
     low = s < low ? s : low;
     high = s > high ? s : high;
   }
@@ -66,11 +71,12 @@ static bool gate_row(const float* a, const float* w, int64_t n, float theta, boo
 // lowers the depths of the producers its passing channels map to (sources, in x K; padding
 // points at the sink column), and writes edges and visited kernels into column index of
 // edges / visited (B x layers). Kernels are visited in ascending depth (a stable sort); with
-// early, the visit stops at the first kernel after which none left can lower a channel.
+// early, the visit stops at the first kernel after which none left can lower a channel; with
+// count_rest, the kernels it skipped are still counted (edges only).
 void layer_step(torch::Tensor pooled, torch::Tensor weight, torch::Tensor depth,
                 int64_t first_id, int64_t limit, double threshold, torch::Tensor members,
-                torch::Tensor sources, bool early, torch::Tensor edges, torch::Tensor visited,
-                int64_t index) {
+                torch::Tensor sources, bool early, bool count_rest, torch::Tensor edges,
+                torch::Tensor visited, int64_t index) {
   const int64_t batch = pooled.size(0), in = pooled.size(1), out = weight.size(0);
   const int64_t ids = depth.size(1), width = sources.size(1), layers = edges.size(1);
   const float theta = static_cast<float>(threshold);
@@ -120,9 +126,24 @@ void layer_step(torch::Tensor pooled, torch::Tensor weight, torch::Tensor depth,
           }
         }
       }
-      if (m) e[b * layers + index] = count;
       // stopped early; or at max_depth, where the rest is not expanded (nothing left to count)
-      v[b * layers + index] = pos;
+      int64_t seen = pos;
+      if (m && count_rest) {
+        // the kernels the early exit skipped lower no depth, but their edges are counted
+        // here, gate and count only, so the pyramid never runs a second pass for them
+        for (; pos < out; ++pos) {
+          if (d[order[pos]] >= limit) break;
+          float bar;
+          if (!gate_row(a, w + order[pos] * in, in, theta, top, scores.data(), &bar)) continue;
+          int64_t row = 0;
+#pragma omp simd reduction(+:row)
+          for (int64_t c = 0; c < in; ++c) row += scores[c] >= bar ? m[c] : 0;
+          count += row;
+        }
+        seen = out;
+      }
+      if (m) e[b * layers + index] = count;
+      v[b * layers + index] = seen;
       for (int64_t c = 0; c < in; ++c) {
         if (cd[c] == UNREACHED) continue;
         for (int64_t k = 0; k < width; ++k) {
@@ -150,7 +171,10 @@ int64_t count_rows(torch::Tensor pooled, torch::Tensor weight, torch::Tensor row
   for (int64_t i = 0; i < n; ++i) {
     float bar;
     if (!gate_row(a, w + r[i] * in, in, theta, top, scores.data(), &bar)) continue;
-    for (int64_t c = 0; c < in; ++c) count += scores[c] >= bar ? m[c] : 0;
+    int64_t row = 0;
+#pragma omp simd reduction(+:row)
+    for (int64_t c = 0; c < in; ++c) row += scores[c] >= bar ? m[c] : 0;
+    count += row;
   }
   return count;
 }
@@ -175,8 +199,8 @@ def _build() -> None:
             logger.setLevel(level)
 
         module = load_inline(
-            name="fxcfp_backstep_v2", cpp_sources=[_SOURCE], functions=["layer_step", "count_rows"],
-            extra_cflags=["-O3", "-ffp-contract=off"], verbose=False)
+            name="fxcfp_backstep_v3", cpp_sources=[_SOURCE], functions=["layer_step", "count_rows"],
+            extra_cflags=["-O3", "-ffp-contract=off", "-fopenmp-simd"], verbose=False)
         _state["module"] = module
     except Exception as err:  # no compiler, no headers: the pure-torch path stays
         _state["error"] = err

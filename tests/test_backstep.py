@@ -187,20 +187,24 @@ def _extension():
 @pytest.mark.parametrize("seed", range(12))
 @pytest.mark.parametrize(("threshold", "max_depth"),
                          [(0.6, None), (0.0, None), (0.3, 2), (1.0, None), (0.6, 3)])
-def test_the_fused_pass_equals_the_torch_path(seed, threshold, max_depth):
+@pytest.mark.parametrize("count", [True, False])
+def test_the_fused_pass_equals_the_torch_path(seed, threshold, max_depth, count):
     _extension()
     tensors, pooled, roots, total = _network(seed, batch=3)
     options = {"threshold": threshold, "max_depth": max_depth, "top_k": None}
-    fused = backstep(tensors, pooled, roots, total, fused=True, **options)
+    fused = backstep(tensors, pooled, roots, total, fused=True, count=count, **options)
     plain = backstep(tensors, pooled, roots, total, fused=False, **options)
     assert torch.equal(fused.depth, plain.depth)
     assert torch.equal(fused.depth, dense_backstep(tensors, pooled, roots, total, **options))
     limit = UNREACHED if max_depth is None else max_depth
     for b in range(roots.shape[0]):
         for index, layer in enumerate(tensors):
+            visited = int(fused.visited[b, index])
+            if count and layer.members is not None:
+                # every expanded kernel counted: the pyramid has nothing left to count
+                assert visited == layer.weight.shape[0]
             assert int(fused.edges[b, index]) == _counted_prefix(
-                layer, pooled[index][b], fused.depth[b], int(fused.visited[b, index]), limit,
-                threshold, None)
+                layer, pooled[index][b], fused.depth[b], visited, limit, threshold, None)
 
 
 def test_the_fused_gate_keeps_the_ends_and_nan():
