@@ -7,10 +7,15 @@ back-step batched over the samples on the device. Run: ``python benchmarks/batch
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torchvision
+
+# this checkout's fxcfp, not whichever one the environment installed
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import fxcfp
 

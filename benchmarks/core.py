@@ -39,6 +39,9 @@ from typing import Any
 
 import torch
 
+# this checkout's fxcfp, not whichever one the environment installed
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 MODELS = ("r3d_18", "r2plus1d_18", "s3d", "resnet3d_50", "resnet3d_152", "resnext3d_101")
 # torchvision's S3D ends in a fixed 2x7x7 average pool: it needs at least 13x209x209
 MIN_SIZE = {"s3d": 224}

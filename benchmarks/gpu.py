@@ -23,12 +23,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-import fxcfp
+# this checkout's fxcfp, not whichever one the environment installed
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import fxcfp  # noqa: E402
 from fxcfp._backstep import backstep
 
 try:  # run as a script (python benchmarks/gpu.py) or as a module

@@ -30,13 +30,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+# this checkout's fxcfp, not whichever one the environment installed
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import fxcfp
 from fxcfp._backstep import backstep

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -38,3 +43,20 @@ def test_the_first_call_runs_the_model_once_and_equals_the_capture():
         assert len(calls) == 2
     finally:
         handle.remove()
+
+
+def test_the_first_call_imports_no_symbolic_shape_machinery():
+    # torch.broadcast_shapes imports torch's symbolic shapes and sympy on first use: 0.7 s of
+    # CPU, most of a 3D ResNet-50 forward, paid by every process's first call (torchvision
+    # imports sympy itself; fxcfp's own networks and a user's model need not)
+    code = (
+        "import sys, torch, fxcfp\n"
+        "from tests.models import make_resnet3d\n"
+        "model, shape = make_resnet3d()\n"
+        "fxcfp.analyze(model, torch.randn(*shape[1:]))\n"
+        "print(sorted(m for m in ('sympy', 'torch.fx.experimental.symbolic_shapes')"
+        " if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parent.parent,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.stdout.strip().splitlines()[-1] == "[]"
