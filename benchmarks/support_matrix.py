@@ -174,6 +174,8 @@ def main() -> None:
             f"| {m['analyze'] / f:.3f}x | {100 * m['backstep'] / f:.2f}% | {_ms(m['first'])} "
             f"| {m['first'] / f:.2f}x |")
         print(rows[-1], file=sys.stderr, flush=True)  # progress; the table goes to stdout
+    if args.models and not args.no_write:
+        rows = _merged_rows(RESULTS, rows, [c.name for c in MATRIX])
     text = (f"{MARKER}: fxcfp.analyze at full depth, threshold {THRESHOLD}, random weights, "
             f"16x112x112 clips (images 224x224)\n\nMachine: {machine(args.threads)}. Each model "
             f"in a fresh process; times are medians of {args.rounds} interleaved rounds of CPU "
@@ -182,6 +184,23 @@ def main() -> None:
     print(text)
     if not args.no_write:
         _replace_section(RESULTS, MARKER, text)
+
+
+def _merged_rows(path: Path, rows: list[str], order: list[str]) -> list[str]:
+    """A run of some models updates their rows of the table already written (same columns),
+    in the matrix's order, keeping the others'."""
+    old = path.read_text() if path.exists() else ""
+    start = old.find(MARKER)
+    if start < 0:
+        return rows
+    end = old.find("\n## ", start + len(MARKER))
+    section = old[start: None if end < 0 else end].splitlines()
+    table = [line for line in section if line.startswith("| ")]
+    if not table or table[0] != rows[0]:
+        return rows  # another layout: start afresh
+    by_name = {line.split("|")[1].strip(): line for line in table[1:] if not line.startswith("|---")}
+    by_name.update({line.split("|")[1].strip(): line for line in rows[2:]})
+    return rows[:2] + [by_name[name] for name in order if name in by_name]
 
 
 def _replace_section(path: Path, marker: str, text: str) -> None:

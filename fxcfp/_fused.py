@@ -15,7 +15,7 @@ after each operation (built with ``-ffp-contract=off``, so no fused multiply-add
 The extension is compiled by ``torch.utils.cpp_extension.load_inline`` into torch's extension
 cache on disk, once per machine, in a background thread: calls made while it builds, and every
 call where it cannot be built (no compiler, ``FXCFP_NO_EXTENSION=1``), take the exact pure-torch
-path. Only float32 layers without groups or ``top_k`` use it.
+path. Only float32 layers without ``top_k`` use it.
 """
 
 from __future__ import annotations
@@ -79,6 +79,8 @@ void layer_step(torch::Tensor pooled, torch::Tensor weight, torch::Tensor depth,
                 torch::Tensor visited, int64_t index) {
   const int64_t batch = pooled.size(0), in = pooled.size(1), out = weight.size(0);
   const int64_t ids = depth.size(1), width = sources.size(1), layers = edges.size(1);
+  // a grouped kernel reads only its own group's channels: pg of them, from channel g * pg
+  const int64_t pg = weight.size(1), groups = in / pg, out_pg = out / groups;
   const float theta = static_cast<float>(threshold);
   const bool top = threshold == 1.0;
   const float* w = weight.data_ptr<float>();
@@ -87,7 +89,7 @@ void layer_step(torch::Tensor pooled, torch::Tensor weight, torch::Tensor depth,
   int64_t* e = edges.data_ptr<int64_t>();
   int64_t* v = visited.data_ptr<int64_t>();
   at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores(in);
+    std::vector<float> scores(pg);
     std::vector<int32_t> cd(in);
     std::vector<int64_t> order(out);
     for (int64_t b = begin; b < end; ++b) {
@@ -115,13 +117,16 @@ void layer_step(torch::Tensor pooled, torch::Tensor weight, torch::Tensor depth,
           if (pending == 0) break;
         }
         float bar;
-        if (!gate_row(a, w + order[pos] * in, in, theta, top, scores.data(), &bar)) continue;
-        for (int64_t c = 0; c < in; ++c) {
+        const int64_t kernel = order[pos], first = kernel / out_pg * pg;
+        if (!gate_row(a + first, w + kernel * pg, pg, theta, top, scores.data(), &bar)) continue;
+        int32_t* group_cd = cd.data() + first;
+        const int32_t* group_m = m ? m + first : nullptr;
+        for (int64_t c = 0; c < pg; ++c) {
           if (scores[c] >= bar) {
-            if (m) count += m[c];
-            if (cd[c] > kd + 1) {
-              if (early && cd[c] > bound) --pending;
-              cd[c] = kd + 1;
+            if (group_m) count += group_m[c];
+            if (group_cd[c] > kd + 1) {
+              if (early && group_cd[c] > bound) --pending;
+              group_cd[c] = kd + 1;
             }
           }
         }
@@ -134,10 +139,14 @@ void layer_step(torch::Tensor pooled, torch::Tensor weight, torch::Tensor depth,
         for (; pos < out; ++pos) {
           if (d[order[pos]] >= limit) break;
           float bar;
-          if (!gate_row(a, w + order[pos] * in, in, theta, top, scores.data(), &bar)) continue;
+          const int64_t kernel = order[pos], first = kernel / out_pg * pg;
+          if (!gate_row(a + first, w + kernel * pg, pg, theta, top, scores.data(), &bar)) {
+            continue;
+          }
+          const int32_t* group_m = m + first;
           int64_t row = 0;
 #pragma omp simd reduction(+:row)
-          for (int64_t c = 0; c < in; ++c) row += scores[c] >= bar ? m[c] : 0;
+          for (int64_t c = 0; c < pg; ++c) row += scores[c] >= bar ? group_m[c] : 0;
           count += row;
         }
         seen = out;
@@ -160,20 +169,22 @@ void layer_step(torch::Tensor pooled, torch::Tensor weight, torch::Tensor depth,
 int64_t count_rows(torch::Tensor pooled, torch::Tensor weight, torch::Tensor rows,
                    double threshold, torch::Tensor members) {
   const int64_t in = pooled.size(0), n = rows.size(0);
+  const int64_t pg = weight.size(1), out_pg = weight.size(0) / (in / pg);
   const float theta = static_cast<float>(threshold);
   const bool top = threshold == 1.0;
   const float* a = pooled.data_ptr<float>();
   const float* w = weight.data_ptr<float>();
   const int64_t* r = rows.data_ptr<int64_t>();
   const int32_t* m = members.data_ptr<int32_t>();
-  std::vector<float> scores(in);
+  std::vector<float> scores(pg);
   int64_t count = 0;
   for (int64_t i = 0; i < n; ++i) {
     float bar;
-    if (!gate_row(a, w + r[i] * in, in, theta, top, scores.data(), &bar)) continue;
+    const int64_t first = r[i] / out_pg * pg;  // the kernel's group's first channel
+    if (!gate_row(a + first, w + r[i] * pg, pg, theta, top, scores.data(), &bar)) continue;
     int64_t row = 0;
 #pragma omp simd reduction(+:row)
-    for (int64_t c = 0; c < in; ++c) row += scores[c] >= bar ? m[c] : 0;
+    for (int64_t c = 0; c < pg; ++c) row += scores[c] >= bar ? m[first + c] : 0;
     count += row;
   }
   return count;
@@ -199,7 +210,7 @@ def _build() -> None:
             logger.setLevel(level)
 
         module = load_inline(
-            name="fxcfp_backstep_v3", cpp_sources=[_SOURCE], functions=["layer_step", "count_rows"],
+            name="fxcfp_backstep_v4", cpp_sources=[_SOURCE], functions=["layer_step", "count_rows"],
             extra_cflags=["-O3", "-ffp-contract=off", "-fopenmp-simd"], verbose=False)
         _state["module"] = module
     except Exception as err:  # no compiler, no headers: the pure-torch path stays
@@ -233,6 +244,7 @@ def wait() -> Any | None:
 
 
 def usable(layer: Any, pooled: torch.Tensor, top_k: int | None) -> bool:
-    """Layers the fused pass covers: float32 on the CPU, one group, no top_k."""
-    return (top_k is None and layer.groups == 1 and pooled.dtype == torch.float32
+    """Layers the fused pass covers: float32 on the CPU (grouped and depth-wise too), no
+    top_k."""
+    return (top_k is None and pooled.dtype == torch.float32
             and pooled.device.type == "cpu" and layer.weight.dtype == torch.float32)
