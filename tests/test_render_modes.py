@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_render_fake import FakePyramid, frames_for  # tests/ is on sys.path under pytest
+from fake_pyramid import FakePyramid, frames_for  # tests/ is on sys.path under pytest
 from torch import nn
 
 import fxcfp

@@ -8,8 +8,8 @@ import av
 import numpy as np
 import pytest
 import torch
+from fake_pyramid import FakePyramid, frames_for  # tests/ is on sys.path under pytest
 from PIL import Image
-from test_render_fake import FakePyramid, frames_for  # tests/ is on sys.path under pytest
 
 from fxcfp._errors import InvalidArgumentError, InvalidTypeError
 from fxcfp.render import RenderResult, overlay, render_pyramid
