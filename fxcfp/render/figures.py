@@ -141,9 +141,11 @@ def pyramid_figure(
     widths = [max(_MIN_TILE_W, int(round(base * s))) for s in scales]
     heights = [max(_MIN_TILE_H, int(round(w * aspect))) for w in widths]
     font = _font()
-    labels = [
-        "\n".join(_shorten(line) for line in label.splitlines() or [""]) for label, _ in checked
-    ]
+    # the first line (a layer name) is cut to fit; the lines below it are drawn whole
+    labels = []
+    for label, _ in checked:
+        lines = label.splitlines() or [""]
+        labels.append("\n".join([_shorten(lines[0]), *lines[1:]]))
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     label_w = max(int(probe.multiline_textbbox((0, 0), label, font=font)[2]) for label in labels)
     link = _LINK
@@ -248,7 +250,7 @@ def _title_lines(title: str | None, where: str) -> list[str]:
         return []
     if not isinstance(title, str):
         raise InvalidTypeError(f"{where}(title=...) takes a str, got {type(title).__name__}.")
-    return [_shorten(line) for line in title.splitlines()]
+    return title.splitlines()
 
 
 def _shorten(text: str) -> str:

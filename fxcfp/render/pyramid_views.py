@@ -199,11 +199,19 @@ def render_pyramid(
         A :class:`RenderResult` listing the files.
 
     Example:
-        >>> import fxcfp  # doctest: +SKIP
-        >>> pyramid = fxcfp.analyze(model, clip, threshold=0.6)  # doctest: +SKIP
-        >>> result = render_pyramid(pyramid, "out", clip=clip, mean=MEAN, std=STD)  # doctest: +SKIP
-        >>> result.pyramid  # doctest: +SKIP
-        PosixPath('out/pyramid.png')
+        >>> import tempfile, torch, fxcfp
+        >>> _ = torch.manual_seed(0)
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv3d(3, 4, 3, padding=1), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 2)).eval()
+        >>> clip = torch.randn(3, 4, 16, 16)  # normalised with mean 0.45, std 0.225
+        >>> pyramid = fxcfp.analyze(model, clip, threshold=0.5)
+        >>> result = render_pyramid(pyramid, tempfile.mkdtemp(), clip=clip, mean=[0.45] * 3,
+        ...                         std=[0.225] * 3, formats=("mp4",))
+        >>> result.pyramid.name, [level.layer for level in result.levels]
+        ('pyramid.png', ['4', '0'])
+        >>> result.levels[0].mp4.name  # the classifier's map, an H.264 video
+        '00_4.mp4'
     """
     options = DrawOptions("render_pyramid", alpha=alpha, cmap=cmap, maps=maps,
                           formats=_as_set(formats), max_levels=max_levels, progress=progress)
@@ -288,9 +296,10 @@ def _frame_note(shown: Sequence[int], pixels: Sequence[np.ndarray]) -> str:
     """Which frame the pyramid figure shows, in words; empty for an image model (one frame)."""
     if all(len(frames) == 1 for frames in pixels):
         return ""
-    spots = [f"frame {frame} of {len(frames)}" + (f" (input {i})" if len(pixels) > 1 else "")
+    spots = [f"frame t={frame} of t=0..{len(frames) - 1}"
+             + (f" (input {i})" if len(pixels) > 1 else "")
              for i, (frame, frames) in enumerate(zip(shown, pixels, strict=True))]
-    return f"all levels on {', '.join(spots)}: where their maps together peak"
+    return f"all levels on {', '.join(spots)} (where their maps together peak)"
 
 
 def _write_level(

@@ -119,10 +119,17 @@ def write_report(
         The path of ``report.html``.
 
     Example:
-        >>> import fxcfp  # doctest: +SKIP
-        >>> pyramid = fxcfp.analyze(model, clip, threshold=0.6)  # doctest: +SKIP
-        >>> write_report(pyramid, "out", clip=clip, mean=MEAN, std=STD)  # doctest: +SKIP
-        PosixPath('out/report.html')
+        >>> import tempfile, torch, fxcfp
+        >>> _ = torch.manual_seed(0)
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv3d(3, 4, 3, padding=1), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 2)).eval()
+        >>> clip = torch.randn(3, 4, 16, 16)  # normalised with mean 0.45, std 0.225
+        >>> pyramid = fxcfp.analyze(model, clip, threshold=0.5)
+        >>> path = write_report(pyramid, tempfile.mkdtemp(), clip=clip, mean=[0.45] * 3,
+        ...                     std=[0.225] * 3, graph_engine="plain")
+        >>> path.name, "random weights" in path.read_text(encoding="utf-8")
+        ('report.html', False)
     """
     checked = check_pyramid(pyramid, "write_report")
     probabilities = torch.softmax(
