@@ -9,10 +9,11 @@ class.
 The evidence gate keeps the paper's test and adds one per channel: input channel ``i`` of layer
 ``l`` may link only where its first-order contribution to the class,
 ``c_l[i] = sum over positions of d s / d A_l[i] * A_l[i]``, is positive and at least
-:data:`EVIDENCE_FLOOR` of the layer's largest contribution. The score ``s`` is the target's
-log-probability — ``y_c - logsumexp(y)``, softmax-neutral, so what all classes share cancels —
-or ``y_A - y_B`` for a contrastive pyramid. The contributions of every layer come from one
-forward and one backward pass.
+:data:`EVIDENCE_FLOOR` of the layer's largest contribution. The score ``s`` is the evidence
+maps' (:func:`fxcfp._evidence.rival_margin`): the class's margin over its rivals, the direction of
+its log-probability — softmax-neutral, so what all classes share cancels — or ``y_A - y_B`` for a
+contrastive pyramid. The contributions of every layer come from one forward and one backward
+pass.
 
 Measured on the demo (EfficientNet-Lite0 3D, carphone clip, threshold 0.6, full depth; the
 measurement script is in the project's notes): the paper's gate keeps 89% of the kernels and the
@@ -41,7 +42,7 @@ import torch
 
 from ._backstep import LayerTensors
 from ._errors import InvalidArgumentError
-from ._evidence import _leaf, _Recorder
+from ._evidence import _leaf, _Recorder, rival_margin
 
 __all__ = ["EVIDENCE_FLOOR", "GATES", "Gate", "check_gate", "evidence_keep", "gated_tensors"]
 
@@ -66,19 +67,12 @@ def evidence_keep(plan: Any, inputs: list[torch.Tensor],
     """For every sample and weighted layer, which input channels the evidence gate lets link."""
     nodes = {layer.input_node for layer in plan.layers}
     recorder = _Recorder(plan.traced.gm, nodes)
-    rows = torch.arange(len(targets))
     with torch.enable_grad():  # on the eval-mode view's graph: no flag of the model flipped
         output = recorder.run(*[_leaf(x) for x in inputs])
         if isinstance(output, (tuple, list)):
             output = output[0]  # torch.export returns a one-tuple
-        wanted = torch.tensor(targets, device=output.device)
-        if all(c is None for c in contrasts):
-            # samples are independent in eval mode: one backward serves the whole batch
-            score = output.log_softmax(1)[rows, wanted].sum()
-        else:
-            other = torch.tensor([c if c is not None else t for c, t in zip(contrasts, targets)],
-                                 device=output.device)
-            score = (output[rows, wanted] - output[rows, other]).sum()
+        # the evidence maps' score: one backward of the rows' sum serves the whole batch
+        score = rival_margin(output, targets, contrasts)
         names = sorted(n for n in nodes if n in recorder.kept)
         grads = torch.autograd.grad(score, [recorder.kept[n] for n in names], allow_unused=True)
     contribution: dict[str, torch.Tensor] = {}
