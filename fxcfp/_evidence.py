@@ -60,11 +60,29 @@ from typing import Any
 import torch
 from torch import fx
 
-__all__ = ["DEFAULT_MAPS", "record_evidence", "rival_margin"]
+from ._errors import InvalidArgumentError
+
+__all__ = ["DEFAULT_MAPS", "MAP_MODE_HELP", "check_choice", "record_evidence", "rival_margin"]
 
 # what the pictures (render_pyramid, write_report, fxcfp explain) draw unless asked otherwise:
 # the mode the faithfulness measurements support; the library's map methods keep "paper"
 DEFAULT_MAPS = "evidence"
+# every map mode with what it draws: the words an error offers the choices in
+MAP_MODE_HELP = {
+    "paper": "SPEC's maps: the selected channels' activations",
+    "evidence": "the same channels, each voxel weighted by its contribution to the class's "
+                "margin over its rivals",
+}
+
+
+def check_choice(call: str, option: str, value: Any, kind: str, choices: dict[str, str]) -> str:
+    """``value`` when it names one of ``choices``; otherwise an error naming the call, the
+    option and every choice with what it does (map modes, gates and the pictures' ``maps=``
+    are all checked here, so their messages read alike)."""
+    if not isinstance(value, str) or value not in choices:
+        ways = " or ".join(f"{option}={name!r} ({why})" for name, why in choices.items())
+        raise InvalidArgumentError(f"{call}: {option}={value!r} is not {kind}; use {ways}")
+    return value
 
 
 class _Recorder(fx.Interpreter):

@@ -35,14 +35,13 @@ default and this one is an option for a class-specific structure.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
 
 from ._backstep import LayerTensors
-from ._errors import InvalidArgumentError
-from ._evidence import _leaf, _Recorder, rival_margin
+from ._evidence import _leaf, _Recorder, check_choice, rival_margin
 
 __all__ = ["EVIDENCE_FLOOR", "GATES", "Gate", "check_gate", "evidence_keep", "gated_tensors"]
 
@@ -53,12 +52,9 @@ EVIDENCE_FLOOR = 0.05
 
 
 def check_gate(call: str, gate: Any) -> Gate:
-    if not isinstance(gate, str) or gate not in GATES:
-        raise InvalidArgumentError(
-            f"{call}: gate={gate!r} is not a gate; use gate='paper' (SPEC's selection) or "
-            "gate='evidence' (also require each channel's contribution to the class)"
-        )
-    return gate
+    return cast(Gate, check_choice(call, "gate", gate, "a gate", {
+        "paper": "SPEC's selection",
+        "evidence": "also require each channel's contribution to the class"}))
 
 
 def evidence_keep(plan: Any, inputs: list[torch.Tensor],

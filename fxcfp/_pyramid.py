@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import networkx as nx
 import numpy as np
@@ -14,7 +14,7 @@ import torch
 from . import _fused
 from ._backstep import UNREACHED, LayerTensors, gate, normalised
 from ._errors import GraphTooLargeError, InvalidArgumentError
-from ._evidence import record_evidence
+from ._evidence import MAP_MODE_HELP, check_choice, record_evidence
 from ._files import atomic_write, dump_json
 from ._maps import temporal_profile, upsample
 
@@ -30,13 +30,7 @@ _CACHES = {"paper": "_activation_cache", "evidence": "_evidence_cache"}
 
 
 def _check_mode(call: str, mode: Any) -> MapMode:
-    if not isinstance(mode, str) or mode not in MAP_MODES:
-        raise InvalidArgumentError(
-            f"{call}: mode={mode!r} is not a map mode; use mode='paper' (SPEC's maps: the "
-            "selected channels' activations) or mode='evidence' (the same channels weighted by "
-            "each voxel's contribution to the class score)"
-        )
-    return mode
+    return cast(MapMode, check_choice(call, "mode", mode, "a map mode", MAP_MODE_HELP))
 
 
 @dataclass(frozen=True)
