@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from fxcfp._errors import InvalidArgumentError, InvalidTypeError
-from fxcfp._evidence import DEFAULT_MAPS
+from fxcfp._evidence import DEFAULT_MAPS, MAP_MODE_HELP, check_choice
 
 if TYPE_CHECKING:
     from fxcfp._pyramid import MapMode, Pyramid
@@ -140,13 +140,10 @@ def check_cmap(cmap: object) -> str:
 
 
 def check_maps(maps: object, where: str) -> MapMode:
-    """The map mode a picture draws, or an error naming the call and the choices."""
-    if maps == "evidence" or maps == "paper":
-        return "evidence" if maps == "evidence" else "paper"
-    raise InvalidArgumentError(
-        f"{where}(maps={maps!r}): unknown map mode; use maps='evidence' (each voxel "
-        "weighted by its contribution to the class score) or maps='paper' (SPEC's maps)."
-    )
+    """The map mode a picture draws, or an error naming the call and every choice (the words
+    of every map-mode check in fxcfp, :func:`fxcfp._evidence.check_choice`)."""
+    return "evidence" if check_choice(where, "maps", maps, "a map mode",
+                                      MAP_MODE_HELP) == "evidence" else "paper"
 
 
 @lru_cache(maxsize=32)
