@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from .._analyzer import Analyzer
 from .._files import dump_json
 from .._io import load_pyramid
-from .._models import LoadedModel
+from ..cli._spec import LoadedModel
 from ._aggregate import Tally, write_aggregates
 from ._items import DatasetError, Item, list_items
 

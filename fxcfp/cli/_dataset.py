@@ -14,6 +14,13 @@ import time
 from typing import Any
 
 from .._errors import FxcfpError
+from ._options import (
+    _at_least,
+    add_analysis_options,
+    add_clip_options,
+    add_model_options,
+    add_run_options,
+)
 
 __all__ = ["register"]
 
@@ -34,14 +41,6 @@ def _share(text: str) -> float:
 
 def register(commands: Any) -> None:
     """Add ``explain-dataset`` to the ``fxcfp`` sub-commands."""
-    from ..cli import (
-        _at_least,
-        add_analysis_options,
-        add_clip_options,
-        add_model_options,
-        add_run_options,
-    )
-
     parser = commands.add_parser(
         "explain-dataset",
         allow_abbrev=False,
@@ -76,8 +75,8 @@ def register(commands: Any) -> None:
 def _explain_dataset(args: argparse.Namespace) -> int:
     import torch  # here, not at import: the parser is built without torch
 
-    from .._models import load_model
-    from ._run import DatasetOptions, run_dataset
+    from ..dataset._run import DatasetOptions, run_dataset
+    from ._spec import load_model
 
     try:
         import pyarrow  # noqa: F401
