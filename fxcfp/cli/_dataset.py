@@ -106,7 +106,9 @@ def _explain_dataset(args: argparse.Namespace) -> int:
         f"model      {loaded.name}",
         f"clips      {result.clips}: {result.analysed} analysed now, {result.resumed} finished "
         f"before, {result.skipped} skipped (undecodable)",
-        f"speed      {result.clips_per_second:.2f} clips/s over {result.seconds:.1f} s",
+        f"speed      {result.clips_per_second:.2f} clips/s over {result.seconds:.1f} s"
+        + (f" ({result.steady_clips_per_second:.2f} clips/s after the first batch)"
+           if result.steady_clips_per_second > 0 else ""),
         f"wrote      pyramids/, manifest/ and aggregate/ to {args.out} in "
         f"{time.perf_counter() - started:.1f} s",
         f"report     {result.report if result.report else 'none (no clip was analysed)'}",
