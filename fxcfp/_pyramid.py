@@ -300,7 +300,7 @@ class Pyramid:
                 "Pyramid.to_networkx(max_edges=None) if you have the memory."
             )
         edges = self._edges
-        graph = nx.DiGraph(target=self.target, threshold=float(self.threshold),
+        graph: nx.DiGraph[str] = nx.DiGraph(target=self.target, threshold=float(self.threshold),
                            max_depth=-1 if self.max_depth is None else self.max_depth,
                            top_k=-1 if self.top_k is None else self.top_k,
                            probability=float(self.probability),

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
-from torch import fx
+from torch import fx, nn
 
 from .._errors import (
     ModelCallError,
@@ -18,7 +18,8 @@ from .._errors import (
 from .inplace import INPLACE
 from .labels import NONE, new_label
 from .map_nodes import find_map_node
-from .rules import NotExplainableError, RuleCall, RuleError, lookup_rule
+from .registry import lookup_rule
+from .rules import NotExplainableError, RuleCall, RuleError
 from .weighted_layers import WEIGHTED_LAYER, WeightedLayer
 
 __all__ = ["CHANNEL_MAP", "OUTPUT_MAP", "ChannelMap", "OutputMap", "annotate_channel_maps"]
@@ -62,9 +63,9 @@ class OutputMap:
     inputs: tuple[tuple[int, int], ...]
 
 
-def _op_name(node: fx.Node, gm: fx.GraphModule) -> str:
+def _op_name(node: fx.Node, gm: nn.Module) -> str:
     if node.op == "call_module":
-        return f"module {node.target!r} ({type(gm.get_submodule(node.target)).__name__})"
+        return f"module {node.target!r} ({type(gm.get_submodule(str(node.target))).__name__})"
     if node.op == "call_method":
         return f"method Tensor.{node.target}"
     target = node.target
@@ -80,6 +81,9 @@ def _module_path(node: fx.Node) -> str:
     return ""
 
 
+_E = TypeVar("_E", bound=Exception)
+
+
 def _mutable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         items = [_mutable(v) for v in value]
@@ -89,14 +93,14 @@ def _mutable(value: Any) -> Any:
     return value
 
 
-def _tagged(err: Exception, node: fx.Node) -> Exception:
+def _tagged(err: _E, node: fx.Node) -> _E:
     """Remember the failing node: a plain-Python helper kept opaque by symbolic tracing is
     worth a second try with torch.export, which sees through it."""
     err.fx_node = node  # type: ignore[attr-defined]
     return err
 
 
-def _failed(node: fx.Node, gm: fx.GraphModule, why: str) -> UnsupportedOpError:
+def _failed(node: fx.Node, gm: nn.Module, why: str) -> UnsupportedOpError:
     return _tagged(UnsupportedOpError(
         f"fxcfp.analyze: FX node {node.name!r} ({_op_name(node, gm)}{_module_path(node)}): "
         f"{why}. Hint: register a rule of your own with fxcfp.register_channel_rule."
@@ -234,7 +238,7 @@ class _LabelInterpreter(fx.Interpreter):
             # sizes, constants, and tensors made from them carry no producer channels
             self.labels[n] = None
             return value
-        module = self.module.get_submodule(n.target) if n.op == "call_module" else None
+        module = self.module.get_submodule(str(n.target)) if n.op == "call_module" else None
         rule = lookup_rule(n, module)
         if rule is None:
             raise _tagged(UnsupportedOpError(
@@ -258,9 +262,10 @@ class _LabelInterpreter(fx.Interpreter):
 
     def _applier(self, n: fx.Node) -> Any:
         if n.op == "call_module":
-            return self.module.get_submodule(n.target)
+            return self.module.get_submodule(str(n.target))
         if n.op == "call_method":
-            return lambda self_, *args, **kwargs: getattr(self_, n.target)(*args, **kwargs)
+            method = str(n.target)  # a call_method's target is the method's name
+            return lambda self_, *args, **kwargs: getattr(self_, method)(*args, **kwargs)
         return n.target
 
     def _weighted(self, n: fx.Node, layer: WeightedLayer, value: torch.Tensor) -> None:

@@ -157,6 +157,7 @@ class I3D(nn.Module):
     def _init_weights(self) -> None:
         init_conv_bn(self, lambda w: nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu"))
         nn.init.normal_(self.logits.weight, std=0.01)
+        assert self.logits.bias is not None  # nn.Conv3d has a bias unless told otherwise
         nn.init.zeros_(self.logits.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
