@@ -232,7 +232,11 @@ def main() -> None:
             f"medians of {args.rounds} rounds (ratios: medians of the rounds' ratios); clips/s "
             "over the loop's wall time (slowest rank), and steady: after each rank's first "
             f"batch. Load average (1, 5, 15 min) before: {_load(load_before)}, after: "
-            f"{_load(load_after)}. {gpu}\n\n" + "\n".join(rows) + "\n")
+            f"{_load(load_after)}. {gpu}\n\n" + "\n".join(rows) + "\n\n"
+            "Which stage is the bottleneck: where explain / decode is near 100% it is decoding "
+            "(the ceiling's own work; the analysis and, on the writer thread, the saving hide "
+            "behind it), far below it the analysis. On a machine loaded by other work the "
+            "figures move from round to round; the ratios of one round hold better.\n")
     print(text)
     _write_section(RESULTS, "## Dataset:", text)
 
