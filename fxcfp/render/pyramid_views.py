@@ -20,7 +20,7 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 from fxcfp._errors import InvalidArgumentError, InvalidTypeError
-from fxcfp._evidence import DEFAULT_MAPS
+from fxcfp._evidence import DEFAULT_MAPS, MAP_MODE_HELP, check_choice
 from fxcfp.render.figures import contact_sheet, pyramid_figure
 from fxcfp.render.frames import resolve_frames
 from fxcfp.render.overlay import _check_alpha, _check_cmap, overlay
@@ -246,12 +246,7 @@ def optional_map(method: Any, *args: Any, mode: str) -> torch.Tensor | None:
 
 def check_maps(maps: Any, where: str) -> str:
     """The map mode a picture draws, or an error naming the call and the choices."""
-    if not isinstance(maps, str) or maps not in MAP_MODES:
-        raise InvalidArgumentError(
-            f"{where}(maps={maps!r}): unknown map mode; use maps='evidence' (each voxel "
-            "weighted by its contribution to the class score) or maps='paper' (SPEC's maps)."
-        )
-    return maps
+    return check_choice(where, "maps", maps, "a map mode", MAP_MODE_HELP)
 
 
 def figure_title(pyramid: Any, maps: str, class_name: str | None = None,
