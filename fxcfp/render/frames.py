@@ -9,12 +9,16 @@ that normalisation.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from fxcfp._errors import InvalidArgumentError, InvalidInputError, InvalidTypeError
+from fxcfp.clip import denormalize_array
+
+if TYPE_CHECKING:
+    from fxcfp.render._common import PyramidLike
 
 __all__ = ["to_frames"]
 
@@ -93,10 +97,7 @@ def to_frames(
     if np.any(std_c == 0):
         raise InvalidArgumentError("to_frames(std=...) has a zero; normalisation divides by std.")
     mean_c = _per_channel(mean, channels, "mean", default=0.0)
-    pixels = (array * std_c[:, None, None, None] + mean_c[:, None, None, None]) * (
-        255.0 / float(value_range)
-    )
-    frames = np.clip(np.rint(pixels), 0, 255).astype(np.uint8).transpose(1, 2, 3, 0)
+    frames = denormalize_array(array, mean_c, std_c, value_range=float(value_range))
     if channels == 1:
         frames = np.repeat(frames, 3, axis=-1)
     return np.ascontiguousarray(frames)
@@ -151,16 +152,16 @@ def check_frames(frames: object, *, where: str) -> np.ndarray:
 
 
 def resolve_frames(
-    pyramid: Any,
+    pyramid: PyramidLike,
     *,
     frames: np.ndarray | Sequence[np.ndarray] | None,
     clip: torch.Tensor | Sequence[torch.Tensor] | None,
-    mean: Any,
-    std: Any,
+    mean: Sequence[float] | Sequence[Sequence[float]] | None,
+    std: Sequence[float] | Sequence[Sequence[float]] | None,
     where: str,
 ) -> list[np.ndarray]:
     """The frames of every model input the pyramid's levels belong to, as ``uint8`` arrays."""
-    needed = 1 + max((int(getattr(layer, "pathway", 0)) for layer in pyramid.layers), default=0)
+    needed = 1 + max((int(layer.pathway) for layer in pyramid.layers), default=0)
     if (frames is None) == (clip is None):
         raise InvalidArgumentError(
             f"{where} needs the pixels to draw over: pass either frames=... (T x H x W x 3 uint8) "
