@@ -149,9 +149,9 @@ def _check_finite(call: str, logits: torch.Tensor) -> None:
         "model's weights (NaN after training?) and the clip's scale and normalisation")
 
 
-def _opaque(err: Exception) -> bool:
+def _opaque(err: UnsupportedOpError | UnsupportedModelError) -> bool:
     """Did the channel-map pass stop at a Python function that is not a torch op?"""
-    node = getattr(err, "fx_node", None)
+    node = err.fx_node
     if node is None or node.op != "call_function":
         return False
     package = (getattr(node.target, "__module__", None) or "").split(".")[0]
@@ -296,7 +296,7 @@ class Analyzer:
             sample = inputs
         try:
             # a copy: a model that edits its input in place edits fxcfp's copy, once per run
-            plan, captured = plan_and_capture(traced, _copies(sample), view)
+            plan, captured = plan_and_capture(traced, _copies(sample), view, call=call)
         except (UnsupportedOpError, UnsupportedModelError) as err:
             if not (traced.method == "fx" and self._trace == "auto" and _opaque(err)):
                 raise
@@ -307,7 +307,7 @@ class Analyzer:
             self._export_only = True
             traced = trace_model(view, call_args, leaf_modules=self._leaf_modules,
                                  method="export")
-            plan, captured = plan_and_capture(traced, _copies(inputs), view)
+            plan, captured = plan_and_capture(traced, _copies(inputs), view, call=call)
             sample = inputs
         if traced.method == "export" and kind == "fx":
             self._export_only = True  # fx failed for this model: later calls go to export directly

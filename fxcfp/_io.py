@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ._backstep import UNREACHED
-from ._errors import FxcfpError, InvalidArgumentError
+from ._errors import FxcfpError, InvalidArgumentError, PyramidFileError
 from ._files import atomic_write
 from ._plan import LayerInfo, Plan
 from ._pyramid import Pyramid, _Passing
@@ -45,10 +45,6 @@ FORMAT = "fxcfp-pyramid"
 # Bump on any change a reader of the previous version would misread.
 VERSION = 1
 _META = "meta.json"
-
-
-class PyramidFileError(FxcfpError, ValueError):
-    """A saved pyramid cannot be read: not a pyramid file, another format version, or corrupt."""
 
 
 # --- the fields ----------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._errors import FxcfpError
+from ._errors import ModelSpecError
 
 if TYPE_CHECKING:  # torch is imported when a model is built, after the command line's checks
     import torch
@@ -74,10 +74,6 @@ _OTHER_INPUT = (16, 112)
 _DEFAULT_INPUT = (16, 160)
 # An image model reads one picture: a still image, or one frame of a video.
 _IMAGE_FRAMES = 1
-
-
-class ModelSpecError(FxcfpError, ValueError):
-    """``--model`` or ``--weights`` cannot be turned into a model."""
 
 
 @dataclass(frozen=True)

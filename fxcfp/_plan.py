@@ -211,14 +211,15 @@ def build_plan(traced: Traced, inputs: list[torch.Tensor], model: torch.nn.Modul
     return plan_and_capture(traced, inputs, model)[0]
 
 
-def plan_and_capture(traced: Traced, inputs: list[torch.Tensor], model: torch.nn.Module
+def plan_and_capture(traced: Traced, inputs: list[torch.Tensor], model: torch.nn.Module, *,
+                     call: str = "fxcfp.analyze"
                      ) -> tuple[Plan, tuple[Any, tuple[torch.Tensor, ...]]]:
     """:func:`build_plan`, and what ``plan.capture(*inputs)`` returns, without a second run of
-    the model: the channel-map pass runs the graph on ``inputs`` anyway."""
+    the model: the channel-map pass runs the graph on ``inputs`` anyway. Errors name ``call``."""
     gm = traced.gm
-    annotate_weighted_layers(gm, model)
+    annotate_weighted_layers(gm, model, call=call)
     observed = _FirstCapture(gm)
-    annotate_channel_maps(gm, *inputs, observe=observed)
+    annotate_channel_maps(gm, *inputs, observe=observed, call=call)
     layers = []
     for node in gm.graph.nodes:
         layer: WeightedLayer | None = node.meta.get(WEIGHTED_LAYER)
@@ -238,7 +239,7 @@ def plan_and_capture(traced: Traced, inputs: list[torch.Tensor], model: torch.nn
         ))
     if not layers:
         raise UnsupportedModelError(
-            f"fxcfp.analyze: the model ({type(model).__name__}) has no weighted layer: no "
+            f"{call}: the model ({type(model).__name__}) has no weighted layer: no "
             "convolution or linear layer whose weight is a parameter was found in its traced "
             "graph, so there are no kernels to explain."
         )

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
+from ._errors import CommandLinePathError as _PathError
 from ._errors import FxcfpError, InvalidArgumentError, UntraceableModelError
 
 if TYPE_CHECKING:  # torch and the model builders load in seconds: only after the paths are checked
@@ -66,10 +67,6 @@ _TOP = 5
 
 class _UsageError(Exception):
     """A bad command line, found by argparse."""
-
-
-class _PathError(FxcfpError, ValueError):
-    """A path on the command line that cannot be read or written, found before any model."""
 
 
 class _Parser(argparse.ArgumentParser):

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fxcfp._errors import FxcfpError
+from fxcfp._errors import FxcfpError, VideoError
 
 if TYPE_CHECKING:
     import av
@@ -46,10 +46,6 @@ NORMALIZATION: dict[str, tuple[_Triple, _Triple]] = {
 }
 
 _MIN_SIZE = 8
-
-
-class VideoError(FxcfpError, ValueError):
-    """A clip or image cannot be read: missing or undecodable file, too few frames, bad option."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -64,9 +64,10 @@ def is_inplace(node: fx.Node, gm: fx.GraphModule) -> bool:
     if not node.args or not isinstance(node.args[0], fx.Node):
         return False
     if node.op == "call_method":
-        return node.target.endswith("_") and not node.target.startswith("_")
+        name = str(node.target)  # a method node's target is the method's name
+        return name.endswith("_") and not name.startswith("_")
     if node.op == "call_module":
-        return getattr(gm.get_submodule(node.target), "inplace", False) is True
+        return getattr(gm.get_submodule(str(node.target)), "inplace", False) is True
     if node.op != "call_function":
         return False
     target = node.target
