@@ -17,6 +17,7 @@ from torch import nn
 from ._backstep import LayerTensors, backstep
 from ._checks import check_classes, check_model, check_options, prepare_inputs
 from ._contrast import check_contrast, contrast_classes, contrast_tensors
+from ._defaults import THRESHOLD
 from ._errors import (
     FxcfpError,
     ModelCallError,
@@ -380,7 +381,7 @@ class Analyzer:
     # --- analysis --------------------------------------------------------------------------
 
     def analyze(self, clip: torch.Tensor | list[torch.Tensor], cls: int | None = None, *,
-                threshold: float = 0.6, max_depth: int | None = None,
+                threshold: float = THRESHOLD, max_depth: int | None = None,
                 top_k: int | None = None, contrast: int | str | None = None,
                 gate: Gate = "paper") -> Pyramid:
         """Explain one clip: see :func:`fxcfp.analyze`."""
@@ -391,7 +392,7 @@ class Analyzer:
         return self._run("fxcfp.analyze", inputs, as_list, cls, options, other, gate)[0]
 
     def analyze_batch(self, clips: torch.Tensor | list[torch.Tensor], classes: Any = None, *,
-                      threshold: float = 0.6, max_depth: int | None = None,
+                      threshold: float = THRESHOLD, max_depth: int | None = None,
                       top_k: int | None = None, contrast: int | str | None = None,
                       gate: Gate = "paper") -> list[Pyramid]:
         """Explain a batch of clips with one forward pass: see :func:`fxcfp.analyze_batch`."""
@@ -521,7 +522,7 @@ def _cached_analyzer(model: Any, call: str) -> Analyzer:
 
 
 def analyze(model: nn.Module, clip: torch.Tensor | list[torch.Tensor], cls: int | None = None,
-            *, threshold: float = 0.6, max_depth: int | None = None,
+            *, threshold: float = THRESHOLD, max_depth: int | None = None,
             top_k: int | None = None, contrast: int | str | None = None,
             gate: Gate = "paper") -> Pyramid:
     """Find the class feature pyramid of one clip: the kernels, through the whole depth of the
@@ -575,7 +576,7 @@ def analyze(model: nn.Module, clip: torch.Tensor | list[torch.Tensor], cls: int 
 
 
 def analyze_batch(model: nn.Module, clips: torch.Tensor | list[torch.Tensor],
-                  classes: Any = None, *, threshold: float = 0.6, max_depth: int | None = None,
+                  classes: Any = None, *, threshold: float = THRESHOLD, max_depth: int | None = None,
                   top_k: int | None = None, contrast: int | str | None = None,
                   gate: Gate = "paper") -> list[Pyramid]:
     """Explain a batch of clips with one forward pass and one batched back-step.

@@ -24,7 +24,7 @@ from .passes import (
     annotate_channel_maps,
     annotate_weighted_layers,
 )
-from .passes.weighted_layers import layer_weight
+from .passes.weighted_layers import input_channel_dim, layer_weight
 
 __all__ = ["LayerInfo", "Plan", "build_plan", "plan_and_capture"]
 
@@ -60,7 +60,7 @@ class LayerInfo:
 
     @property
     def channel_dim(self) -> int:
-        return 1 if self.kind == "conv" else len(self.input_shape) - 1
+        return input_channel_dim(self.kind, len(self.input_shape))
 
 
 @dataclass(frozen=True)

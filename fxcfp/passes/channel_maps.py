@@ -21,7 +21,7 @@ from .map_nodes import find_map_node
 from .registry import lookup_rule
 from .rules import NotExplainableError, RuleCall, RuleError
 from .targets import describe_op
-from .weighted_layers import WEIGHTED_LAYER, WeightedLayer
+from .weighted_layers import WEIGHTED_LAYER, WeightedLayer, input_channel_dim
 
 __all__ = ["CHANNEL_MAP", "OUTPUT_MAP", "ChannelMap", "OutputMap", "annotate_channel_maps"]
 
@@ -250,7 +250,7 @@ class _LabelInterpreter(fx.Interpreter):
     def _weighted(self, n: fx.Node, layer: WeightedLayer, value: torch.Tensor) -> None:
         source = self.env[self._input_node(n, layer)]
         label = self.labels.get(self._input_node(n, layer))
-        dim = layer.channel_dim % source.dim()
+        dim = input_channel_dim(layer.kind, source.dim())
         if source.shape[dim] != layer.in_channels:
             raise UnsupportedOpError(
                 f"{self.call}: layer {layer.name!r} (FX node {n.name!r}) reads {source.shape[dim]}"

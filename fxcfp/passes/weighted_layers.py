@@ -13,8 +13,8 @@ from torch import fx, nn
 from .._errors import UnsupportedOpError
 from .targets import aten_op, describe_op
 
-__all__ = ["WEIGHTED_LAYER", "WeightedLayer", "annotate_weighted_layers", "layer_weight",
-           "weight_version"]
+__all__ = ["WEIGHTED_LAYER", "WeightedLayer", "annotate_weighted_layers", "input_channel_dim",
+           "layer_weight", "weight_version"]
 
 WEIGHTED_LAYER = "fxcfp.weighted_layer"
 
@@ -46,9 +46,14 @@ class WeightedLayer:
     out_channels: int
     weight_transposed: bool = False
 
-    @property
-    def channel_dim(self) -> int:
-        return 1 if self.kind == "conv" else -1
+
+
+def input_channel_dim(kind: Literal["conv", "linear"], ndim: int) -> int:
+    """The dim of a layer's ``ndim`` input that holds its channels, non-negative (the one
+    definition, for the passes and the plan): 1 for a convolution (``N x C x ...``), the last
+    for a linear layer (``N x ... x features``: a linear layer reads its last dim whatever the
+    rank)."""
+    return 1 if kind == "conv" else ndim - 1
 
 
 _CONV_FUNCTIONS = {

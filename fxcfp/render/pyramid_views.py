@@ -19,6 +19,7 @@ import torch
 from scipy import ndimage
 from tqdm.auto import tqdm
 
+from fxcfp._defaults import ANIMATION_FPS
 from fxcfp._errors import InvalidArgumentError, InvalidTypeError
 from fxcfp._evidence import DEFAULT_MAPS
 from fxcfp.render.figures import contact_sheet, pyramid_figure
@@ -31,7 +32,7 @@ __all__ = ["DEFAULT_MAPS", "MAP_MODES", "RenderedLevel", "RenderResult", "render
 FORMATS = ("png", "gif", "mp4")
 MAP_MODES = ("evidence", "paper")
 _MODE_WORDS = {"evidence": "evidence maps", "paper": "paper maps"}
-_FPS = 8
+_FPS = ANIMATION_FPS
 # encoder threads; a few are enough to keep zlib, LZW and x264 busy beside the colouring
 WORKERS = max(1, min(4, os.cpu_count() or 1))
 

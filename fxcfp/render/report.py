@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fxcfp._defaults import TOP_CLASSES
 from fxcfp._errors import InvalidArgumentError, InvalidTypeError
 from fxcfp._files import atomic_write
 from fxcfp.render._graph_view import ShownKernel, choose_kernels, layout
@@ -38,7 +39,7 @@ from fxcfp.render.pyramid_views import render_with_frames as _render
 
 __all__ = ["write_report", "RANDOM_WEIGHTS"]
 
-_TOP = 5
+_TOP = TOP_CLASSES
 # the banner a report of an untrained model carries, whatever it is mailed on as
 RANDOM_WEIGHTS = "random weights — not an explanation of a trained model"
 _WEBP_QUALITY = 82
