@@ -68,10 +68,10 @@ def _optional_int(call: str, name: str, value: Any, low: int, hint: str) -> int 
 
 
 def model_device(model: nn.Module) -> torch.device | None:
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
+    for parameter in model.parameters():
+        return parameter.device
+    for buffer in model.buffers():
+        return buffer.device
     return None
 
 
@@ -188,7 +188,7 @@ def check_classes(call: str, classes: Any, batch: int, num_classes: int) -> list
         values = list(classes)
     else:
         values = [classes] * batch
-    out = []
+    out: list[int | None] = []
     for value in values:
         if value is None:
             out.append(None)
@@ -197,9 +197,10 @@ def check_classes(call: str, classes: Any, batch: int, num_classes: int) -> list
             raise InvalidTypeError(
                 f"{call}: cls must be an int class index (or None for the top class), not "
                 f"{type(value).__name__} {value!r}")
-        if not 0 <= value < num_classes:
+        index = int(value)
+        if not 0 <= index < num_classes:
             raise InvalidArgumentError(
                 f"{call}: cls={value} is out of range; the model has {num_classes} classes "
                 f"(0..{num_classes - 1})")
-        out.append(int(value))
+        out.append(index)
     return out

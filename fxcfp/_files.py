@@ -41,8 +41,9 @@ def atomic_write(path: str | os.PathLike[str], *, binary: bool = False) -> Itera
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)
-        with os.fdopen(handle, "wb" if binary else "w",
-                       **({} if binary else {"encoding": "utf-8"})) as file:
+        file: IO[Any] = (os.fdopen(handle, "wb") if binary
+                         else os.fdopen(handle, "w", encoding="utf-8"))
+        with file:
             yield file
             file.flush()
             os.fsync(file.fileno())

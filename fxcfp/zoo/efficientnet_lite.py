@@ -165,8 +165,8 @@ class MBConvBlock(nn.Module):
         hidden = in_channels * expand
         self.has_residual = stride == 1 and in_channels == out_channels
         if expand != 1:
-            self._expand_conv = _conv(dims, in_channels, hidden, 1)
-            self._bn0 = _bn(dims, hidden)
+            self._expand_conv: nn.Module | None = _conv(dims, in_channels, hidden, 1)
+            self._bn0: nn.Module | None = _bn(dims, hidden)
         else:
             self._expand_conv = None
             self._bn0 = None
@@ -189,7 +189,7 @@ class MBConvBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # These branches read attributes fixed at construction, so torch.fx traces them away.
         h = x
-        if self._expand_conv is not None:
+        if self._expand_conv is not None and self._bn0 is not None:
             h = self._act(self._bn0(self._expand_conv(h)))
         if self._depthwise_pad is not None:
             h = self._depthwise_pad(h)

@@ -179,7 +179,7 @@ class MFNet3d(nn.Module):
         in_channels = _STEM_CHANNELS
         stages = []
         for units, width, stride in _STAGES:
-            stage = OrderedDict()
+            stage: OrderedDict[str, nn.Module] = OrderedDict()
             for unit in range(units):
                 first = unit == 0
                 stage[f"B{unit + 1:02d}"] = MultiFiberUnit(

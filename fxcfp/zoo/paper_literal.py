@@ -37,6 +37,7 @@ Example:
 from __future__ import annotations
 
 import time
+from typing import cast
 
 import torch
 from torch import nn
@@ -63,7 +64,7 @@ def _pooled_input(layer: nn.Module, activation: torch.Tensor) -> torch.Tensor:
 
 def _pooled_weight(layer: nn.Module) -> torch.Tensor:
     """Average a ``C_out × C_in/groups × k...`` weight over its kernel dims."""
-    weight = layer.weight.detach().float()
+    weight = cast(torch.Tensor, layer.weight).detach().float()
     if weight.dim() == 2:
         return weight
     return weight.mean(dim=tuple(range(2, weight.dim())))
