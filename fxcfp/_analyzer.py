@@ -9,7 +9,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import nn
@@ -241,6 +241,7 @@ class Analyzer:
         with self._lock:
             if self._view is None or self._view_key != key:
                 self._reset(eval_view(inner), key)
+            assert self._view is not None  # _reset has just set it
             return self._view
 
     # --- plans -----------------------------------------------------------------------------
@@ -369,8 +370,8 @@ class Analyzer:
 
     @staticmethod
     def _record(model: nn.Module, plan: Plan, inputs: tuple[torch.Tensor, ...],
-                requests: dict[str, tuple[int, torch.Tensor]], sample: int
-                ) -> dict[str, torch.Tensor]:
+                requests: dict[str, dict[int, torch.Tensor]], sample: int
+                ) -> dict[tuple[str, int], torch.Tensor]:
         """A targeted forward for the maps: only the requested channels of one sample. It runs
         the leaf modules' hooks once more, like any forward pass."""
         if plan.traced.method == "fx":
@@ -451,8 +452,8 @@ class Analyzer:
         if contrast is not None:
             # each clip's root row is its own class difference
             per_sample = [tuple(contrast_tensors(call, tensors, plan.output_sources,
-                                                 int(chosen_cpu[i]), others[i]))
-                          for i in range(batch)]
+                                                 int(chosen_cpu[i]), cast(int, others[i])))
+                          for i in range(batch)]  # (others holds no None when contrast is set)
         if gate == "evidence":
             keep = evidence_keep(plan, inputs, chosen_cpu.tolist(), others)
             per_sample = [gated_tensors(per_sample[i], keep[i], plan.total_ids)

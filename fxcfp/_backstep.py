@@ -167,6 +167,7 @@ def _visit(pooled: torch.Tensor, layer: LayerTensors, rows: torch.Tensor | None,
     # a grouped layer's kernels come in group order (rows is None for it): kernel axis 2
     grouped = passed.view(batch, layer.groups, -1, per_group)
     shallowest = _one_depth(kernel_depth, expand) if host else None
+    reached: torch.Tensor | None
     if layer.members is not None:
         # how many kernels select each channel: the edges, and whether it is reached at all
         selecting = grouped.sum(2, dtype=torch.int32).reshape(batch, -1)
@@ -178,6 +179,7 @@ def _visit(pooled: torch.Tensor, layer: LayerTensors, rows: torch.Tensor | None,
     if shallowest is not None:
         # every expanded kernel at one depth (the common case): "selected by any" is all there
         # is to know, and the masked minimum below is not needed
+        assert reached is not None  # both branches above set it when shallowest is set
         lowered = torch.where(reached, shallowest[:, None] + 1, UNREACHED).to(torch.int32)
     else:
         child = torch.where(passed, kernel_depth[..., None] + 1, UNREACHED)

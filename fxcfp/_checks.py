@@ -68,8 +68,8 @@ def _optional_int(call: str, name: str, value: Any, low: int, hint: str) -> int 
 
 
 def model_device(model: nn.Module) -> torch.device | None:
-    for parameter in model.parameters():
-        return parameter.device
+    for tensor in model.parameters():
+        return tensor.device
     for buffer in model.buffers():
         return buffer.device
     return None
@@ -197,10 +197,9 @@ def check_classes(call: str, classes: Any, batch: int, num_classes: int) -> list
             raise InvalidTypeError(
                 f"{call}: cls must be an int class index (or None for the top class), not "
                 f"{type(value).__name__} {value!r}")
-        index = int(value)
-        if not 0 <= index < num_classes:
+        if not 0 <= int(value) < num_classes:
             raise InvalidArgumentError(
                 f"{call}: cls={value} is out of range; the model has {num_classes} classes "
                 f"(0..{num_classes - 1})")
-        out.append(index)
+        out.append(int(value))
     return out

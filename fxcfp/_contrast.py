@@ -61,6 +61,7 @@ def contrast_classes(call: str, contrast: int | str | None, targets: list[int],
         ranked = logits.detach().float().cpu().argsort(1, descending=True)[:, :2].tolist()
         return [second if first == target else first
                 for (first, second), target in zip(ranked, targets)]
+    assert isinstance(contrast, int)  # check_contrast lets no other str through
     if not 0 <= contrast < num_classes:
         raise InvalidArgumentError(
             f"{call}: contrast={contrast} is out of range; the model has {num_classes} classes "
@@ -83,8 +84,8 @@ def contrast_tensors(call: str, tensors: list[LayerTensors], output_sources: tor
     Only the root rows change, and a classifier's other rows are never expanded (the classes
     are only ever roots), so below the root the back-step is the paper's.
     """
-    mine, other = output_sources[target], output_sources[contrast]
-    mine, other = mine[mine >= 0].tolist(), other[other >= 0].tolist()
+    target_row, contrast_row = output_sources[target], output_sources[contrast]
+    mine, other = target_row[target_row >= 0].tolist(), contrast_row[contrast_row >= 0].tolist()
     starts = [t.first_id for t in tensors]
     ends = [t.first_id + t.weight.shape[0] for t in tensors]
 
@@ -112,6 +113,7 @@ def contrast_tensors(call: str, tensors: list[LayerTensors], output_sources: tor
     changed = list(tensors)
     for a, b in pairs:
         index = owner(a)
+        assert index is not None  # same_row_space found every pair an owner
         layer = changed[index]
         weight = layer.weight.clone()
         weight[a - layer.first_id] = layer.weight[a - layer.first_id] - layer.weight[

@@ -191,8 +191,9 @@ def extension() -> Any | None:
         return None
     with _lock:
         if _state["thread"] is None:
-            _state["thread"] = threading.Thread(target=_build, name="fxcfp-build", daemon=True)
-            _state["thread"].start()
+            thread = threading.Thread(target=_build, name="fxcfp-build", daemon=True)
+            _state["thread"] = thread
+            thread.start()
     return _state["module"]
 
 

@@ -179,14 +179,14 @@ def _modes(maps: Any) -> tuple[str, ...]:
 
 def _layer_map(pyramid: Pyramid, layer: str, mode: str) -> torch.Tensor:
     """One layer's map in ``mode``; ``paper`` is the default of every fxcfp version."""
-    layer_map: Any = pyramid.layer_map  # the modes this version has are checked by calling
     if mode == "paper":
         try:
-            return layer_map(layer, mode=mode)
+            return pyramid.layer_map(layer, mode="paper")
         except TypeError:
-            return layer_map(layer)  # a version without map modes: paper's maps only
+            return pyramid.layer_map(layer)  # a version without map modes: paper's maps only
     try:
-        return layer_map(layer, mode=mode)
+        # any str on purpose: a mode this version does not know is layer_map's to refuse
+        return pyramid.layer_map(layer, mode=mode)  # type: ignore[arg-type]
     except TypeError:
         raise InvalidArgumentError(
             f"Pyramid.save: maps={mode!r} is not a map mode of this fxcfp version (it has "
@@ -208,8 +208,9 @@ def save_pyramid(pyramid: Pyramid, path: str | os.PathLike[str], *, maps: Any = 
 
 def _write_npz(file: Any, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
     payload = np.frombuffer(json.dumps(meta, allow_nan=False).encode("utf-8"), dtype=np.uint8)
-    members: dict[str, Any] = {_META.removesuffix(".json"): payload, **arrays}
-    np.savez_compressed(file, **members)
+    # Any: numpy's stubs would read a key of **arrays as its allow_pickle flag
+    entries: dict[str, Any] = {_META.removesuffix(".json"): payload, **arrays}
+    np.savez_compressed(file, **entries)
 
 
 def _read_npz(source: str | os.PathLike[str] | bytes, call: str
@@ -265,7 +266,7 @@ def _plan_from_state(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Pla
         traced=None, layers=tuple(layers), capture=None,  # type: ignore[arg-type]
         pooled_index=tuple(range(len(layers))),
         output_sources=torch.from_numpy(arrays["output_sources"].astype(np.int64)),
-        total_ids=total, input_names=input_names, input_ranges=input_ranges,  # type: ignore[arg-type]
+        total_ids=total, input_names=input_names, input_ranges=input_ranges,
         input_shapes=tuple(tuple(s) for s in meta["input_shapes"]),
         id_owner=id_owner, id_channel=id_channel,
         names=tuple(layer.name for layer in layers) + input_names,
@@ -414,11 +415,12 @@ def _attach(saved: SavedPyramid, model: nn.Module, clip: Any, call: str) -> Pyra
                 f"{call}: the model's weights differ from the ones analysed (layer "
                 f"{layer.name!r}: pooled weights sum to {actual:.6g}, the file says "
                 f"{expected:.6g}). Hint: pass the model as it was when the pyramid was made")
-    if saved.contrast is not None:
+    contrast = getattr(saved, "contrast", None)
+    if contrast is not None:
         from ._contrast import contrast_tensors  # the root row is the class difference
 
         tensors = tuple(contrast_tensors(call, list(tensors), plan.output_sources,
-                                         saved.target, saved.contrast))
+                                         saved.target, contrast))
     if saved._channel_keep is not None:  # the evidence gate's closed channels link nowhere
         from ._gate import gated_tensors
         tensors = gated_tensors(tensors, saved._channel_keep, plan.total_ids)

@@ -463,7 +463,7 @@ def _exported_input(program: Any) -> tuple[int, int]:
     user = set(program.graph_signature.user_inputs)
     for node in program.graph.nodes:
         value = node.meta.get("val") if node.op == "placeholder" and node.name in user else None
-        shape = getattr(value, "shape", ())
+        shape: tuple[Any, ...] = getattr(value, "shape", ())
         if len(shape) == 5 and all(isinstance(d, int) for d in shape):
             return int(shape[2]), int(shape[-1])
     return _OTHER_INPUT

@@ -183,7 +183,7 @@ def _untraceable(model: nn.Module, fx_error: BaseException | None,
 
 
 def _aten_targets(*names: str) -> set[Any]:
-    found = set()
+    found: set[Any] = set()
     for name in names:
         packet = getattr(torch.ops.aten, name, None)
         if packet is not None:
@@ -207,12 +207,14 @@ def output_activation(gm: fx.GraphModule) -> Literal["logits", "softmax", "log_s
     output = next(n for n in gm.graph.nodes if n.op == "output")
     node = output.args[0]
     while isinstance(node, fx.Node):
-        module = gm.get_submodule(node.target) if node.op == "call_module" else None
+        module = gm.get_submodule(str(node.target)) if node.op == "call_module" else None
         if node.op == "call_method" and node.target in _KEEPS_VALUES or (
                 node.op == "call_function" and node.target in _KEEPS_VALUES_FUNCTIONS) or (
                 isinstance(module, (nn.Identity, nn.modules.dropout._DropoutNd))):
             node = node.args[0]
             continue
+        kind: Literal["softmax", "log_softmax"]
+        dim: object
         if isinstance(module, (nn.Softmax, nn.LogSoftmax)):
             kind, dim = ("softmax" if isinstance(module, nn.Softmax) else "log_softmax"), module.dim
         elif node.op in ("call_function", "call_method") and (

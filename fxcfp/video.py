@@ -15,11 +15,11 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -99,8 +99,10 @@ def _resolve_normalization(
                 f"{', '.join(sorted(NORMALIZATION))}, or pass a (mean, std) pair of RGB triples."
             )
         return NORMALIZATION[normalization]
+    # a str is a Sequence too, so mypy does not narrow it away after the branch above
+    pair: Sequence[Any] = normalization
     try:
-        mean, std = normalization
+        mean, std = pair
         mean = tuple(float(v) for v in mean)
         std = tuple(float(v) for v in std)
     except (TypeError, ValueError) as err:
@@ -112,7 +114,7 @@ def _resolve_normalization(
         raise VideoError(
             f"{call}: normalization needs 3 means and 3 positive stds, got mean={mean}, std={std}."
         )
-    return mean, std  # type: ignore[return-value]
+    return mean, std
 
 
 _INTERPOLATION = ("bilinear", "bicubic")
@@ -130,7 +132,8 @@ def _check_size(size: object, resize: object, call: str, interpolation: object =
         )
     pair = isinstance(resize, (tuple, list)) and len(resize) == 2
     if resize is not None and not (
-        _is_side(resize, size) or (pair and all(_is_side(v, size) for v in resize))  # type: ignore[union-attr]
+        _is_side(resize, size)
+        or (pair and all(_is_side(v, size) for v in cast(Sequence[object], resize)))
     ):
         raise VideoError(
             f"{call}: resize (the short side before the crop) must be an integer >= size={size}, "
@@ -229,7 +232,7 @@ def _open_video(path: Path, call: str) -> tuple[Any, Any]:
     return container, stream
 
 
-def _iter_frames(path: Path, call: str) -> Iterator[tuple[int, float | None, av.VideoFrame]]:
+def _iter_frames(path: Path, call: str) -> Generator[tuple[int, float | None, av.VideoFrame], None, None]:
     """Decode every frame in order: ``(index, presentation time in seconds or None, frame)``."""
     av = _import_av(call)
     container, stream = _open_video(path, call)

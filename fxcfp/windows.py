@@ -241,14 +241,14 @@ def explain_windows(
         nonlocal chosen
         pixels = torch.from_numpy(np.stack([g[1] for g in group])).permute(0, 4, 1, 2, 3)
         batch = ((pixels.float() / 255.0 - mean_t) / std_t).to(device)
-        extra = {} if contrast is None else {"contrast": contrast}
+        extra: dict[str, Any] = {} if contrast is None else {"contrast": contrast}
         pyramids = analyzer.analyze_batch(to_inputs(batch), cls, threshold=threshold,
                                           max_depth=max_depth, top_k=top_k, **extra)
         for (first, window_frames), pyramid in zip(group, pyramids):
             if chosen is None:
                 chosen = spread_levels(pyramid, levels)
             mapped = [n for n in chosen if _has_map(pyramid, n)]
-            options = {} if mode == "paper" else {"mode": mode}
+            options: dict[str, Any] = {} if mode == "paper" else {"mode": mode}
             pyramid.prefetch_maps(mapped, **options)
             profiles = {n: pyramid.temporal_profile(n, **options).numpy() for n in mapped}
             probabilities = torch.softmax(pyramid.logits.double(), 0)

@@ -114,6 +114,6 @@ def _from_csv(path: Path, resolve: Callable[[str, str], int], use_labels: bool) 
         seen.add(text)
         label_text = row.get("label", "") if use_labels else ""
         label = resolve(label_text, f"'{path}' line {number}") if label_text else None
-        file = Path(text) if Path(text).is_absolute() else path.parent / text
-        items.append(Item(key=text, path=file, label=label, name=_name(text)))
+        clip = Path(text) if Path(text).is_absolute() else path.parent / text
+        items.append(Item(key=text, path=clip, label=label, name=_name(text)))
     return items

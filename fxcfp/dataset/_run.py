@@ -19,7 +19,7 @@ import os
 import sys
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -141,7 +141,7 @@ def _gather(world: _World, value: Any) -> list[Any]:
 class _Shard(DistributedSampler):
     """:class:`DistributedSampler` without its padding: a clip is analysed by one rank only."""
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[int]:
         size = len(self.dataset)  # type: ignore[arg-type]
         positions = range(self.rank, self.total_size, self.num_replicas)
         return (index for position, index in zip(positions, super().__iter__())

@@ -349,6 +349,8 @@ def compare(model: nn.Module, clips: torch.Tensor | Sequence[torch.Tensor],
         for layer in names:
             for method in labels:
                 saliency = maps[layer][method]
+                if masks is None:  # (then neither energy nor pointing is asked: checked above)
+                    continue
                 if "energy" in metrics:
                     add(layer, method, "energy", energy_in_mask(saliency, masks[i]))
                 if "pointing" in metrics:

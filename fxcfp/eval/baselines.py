@@ -191,6 +191,7 @@ def saliency_maps(model: nn.Module, clip: torch.Tensor, cls: int | None = None, 
             if isinstance(method, PyramidMethod):
                 low = _pyramid_map(pyramids[method.options], name, method.mode)
             else:
+                assert recorded is not None  # recorded above for any baseline method
                 low = baseline_map(method, recorded, node, dim, cls,
                                    seed=zlib.crc32(f"{seed}/{name}".encode()))
             out[name][method_name(method)] = _upsample(low, size) if upsample else low

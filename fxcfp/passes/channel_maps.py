@@ -243,8 +243,8 @@ class _LabelInterpreter(fx.Interpreter):
         if n.op == "call_module":
             return self.module.get_submodule(str(n.target))
         if n.op == "call_method":
-            name = str(n.target)
-            return lambda self_, *args, **kwargs: getattr(self_, name)(*args, **kwargs)
+            method = str(n.target)  # a call_method's target is the method's name
+            return lambda self_, *args, **kwargs: getattr(self_, method)(*args, **kwargs)
         return n.target
 
     def _weighted(self, n: fx.Node, layer: WeightedLayer, value: torch.Tensor) -> None:

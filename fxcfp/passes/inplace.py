@@ -64,8 +64,8 @@ def is_inplace(node: fx.Node, gm: fx.GraphModule) -> bool:
     if not node.args or not isinstance(node.args[0], fx.Node):
         return False
     if node.op == "call_method":
-        name = str(node.target)  # a method node's target is the method's name
-        return name.endswith("_") and not name.startswith("_")
+        method = str(node.target)  # a call_method's target is the method's name
+        return method.endswith("_") and not method.startswith("_")
     if node.op == "call_module":
         return getattr(gm.get_submodule(str(node.target)), "inplace", False) is True
     if node.op != "call_function":

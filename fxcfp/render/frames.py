@@ -174,6 +174,7 @@ def resolve_frames(
         given = [frames] if isinstance(frames, np.ndarray) else list(frames)
         pixels = [check_frames(f, where=f"{where}(frames=...)") for f in given]
     else:
+        assert clip is not None  # the check above: frames is None, so clip was given
         clips = [clip] if isinstance(clip, (torch.Tensor, np.ndarray)) else list(clip)
         means, stds = _per_input(mean, len(clips)), _per_input(std, len(clips))
         pixels = [to_frames(c, m, s) for c, m, s in zip(clips, means, stds, strict=True)]

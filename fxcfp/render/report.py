@@ -166,6 +166,7 @@ def write_report(
     for level in result.levels:
         layer = layers[index_of[level.layer]]
         frame = shared[level.pathway]
+        assert level.drawn is not None  # _render keeps every overlay it draws
         still = media.webp(level.drawn[frame], f"levels/{index_of[level.layer]:02d}_"
                            f"{slug(level.layer)}.webp")
         levels.append({

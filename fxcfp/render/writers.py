@@ -105,6 +105,7 @@ def gif_bytes(frames: np.ndarray, *, fps: float = ANIMATION_FPS) -> bytes:
     stacked = Image.fromarray(np.ascontiguousarray(pixels).reshape(count * height, width, 3))
     indexed = stacked.quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
     palette = indexed.getpalette()
+    assert palette is not None  # quantize returns a "P" image, which has one
     indices = np.asarray(indexed)
     images = []
     for t in range(count):

@@ -164,9 +164,11 @@ class MBConvBlock(nn.Module):
         super().__init__()
         hidden = in_channels * expand
         self.has_residual = stride == 1 and in_channels == out_channels
+        self._expand_conv: nn.Module | None
+        self._bn0: nn.Module | None
         if expand != 1:
-            self._expand_conv: nn.Module | None = _conv(dims, in_channels, hidden, 1)
-            self._bn0: nn.Module | None = _bn(dims, hidden)
+            self._expand_conv = _conv(dims, in_channels, hidden, 1)
+            self._bn0 = _bn(dims, hidden)
         else:
             self._expand_conv = None
             self._bn0 = None
