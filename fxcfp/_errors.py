@@ -109,7 +109,7 @@ class DatasetError(FxcfpError, ValueError):
 
 
 class ModelSpecError(FxcfpError, ValueError):
-    """``--model`` or ``--weights`` cannot be turned into a model."""
+    """``--model`` or ``--weights`` cannot be turned into a model (:mod:`fxcfp.cli`)."""
 
 
 class CommandLinePathError(FxcfpError, ValueError):

@@ -7,9 +7,9 @@ import importlib
 
 import pytest
 
-# fxcfp.video's and fxcfp._models' examples decode a clip and build networks (half a minute on
+# fxcfp.video's and fxcfp.cli._spec's examples decode a clip and build networks (half a minute on
 # two cores): tests/test_video.py and tests/test_cli.py run the same calls
-MODULES = ["fxcfp._files", "fxcfp.render.writers", "fxcfp.cli", "fxcfp.render.report._page"]
+MODULES = ["fxcfp._files", "fxcfp.render.writers", "fxcfp.cli", "fxcfp.clip", "fxcfp.render.report._page"]
 
 
 @pytest.mark.parametrize("name", MODULES)
