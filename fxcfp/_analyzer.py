@@ -16,6 +16,7 @@ from . import _fused
 from ._backstep import LayerTensors, backstep
 from ._checks import check_classes, check_model, check_options, prepare_inputs
 from ._contrast import check_contrast, contrast_classes, contrast_tensors
+from ._defaults import THRESHOLD
 from ._errors import (
     FxcfpError,
     ModelCallError,
@@ -140,9 +141,9 @@ def _check_finite(call: str, logits: torch.Tensor) -> None:
         "model's weights (NaN after training?) and the clip's scale and normalisation")
 
 
-def _opaque(err: Exception) -> bool:
+def _opaque(err: UnsupportedOpError | UnsupportedModelError) -> bool:
     """Did the channel-map pass stop at a Python function that is not a torch op?"""
-    node = getattr(err, "fx_node", None)
+    node = err.fx_node
     if node is None or node.op != "call_function":
         return False
     package = (getattr(node.target, "__module__", None) or "").split(".")[0]
@@ -291,7 +292,7 @@ class Analyzer:
             sample = inputs
         try:
             # a copy: a model that edits its input in place edits fxcfp's copy, once per run
-            plan, captured = plan_and_capture(traced, _copies(sample), view)
+            plan, captured = plan_and_capture(traced, _copies(sample), view, call=call)
         except (UnsupportedOpError, UnsupportedModelError) as err:
             if not (traced.method == "fx" and self._trace == "auto" and _opaque(err)):
                 raise
@@ -302,7 +303,7 @@ class Analyzer:
             self._export_only = True
             traced = trace_model(view, call_args, leaf_modules=self._leaf_modules,
                                  method="export")
-            plan, captured = plan_and_capture(traced, _copies(inputs), view)
+            plan, captured = plan_and_capture(traced, _copies(inputs), view, call=call)
             sample = inputs
         if traced.method == "export" and kind == "fx":
             self._export_only = True  # fx failed for this model: later calls go to export directly
@@ -364,7 +365,7 @@ class Analyzer:
     # --- analysis --------------------------------------------------------------------------
 
     def analyze(self, clip: torch.Tensor | list[torch.Tensor], cls: int | None = None, *,
-                threshold: float = 0.6, max_depth: int | None = None,
+                threshold: float = THRESHOLD, max_depth: int | None = None,
                 top_k: int | None = None, contrast: int | str | None = None,
                 gate: Gate = "paper") -> Pyramid:
         """Explain one clip: see :func:`fxcfp.analyze`."""
@@ -375,7 +376,7 @@ class Analyzer:
         return self._run("fxcfp.analyze", inputs, as_list, cls, options, other, gate)[0]
 
     def analyze_batch(self, clips: torch.Tensor | list[torch.Tensor], classes: Any = None, *,
-                      threshold: float = 0.6, max_depth: int | None = None,
+                      threshold: float = THRESHOLD, max_depth: int | None = None,
                       top_k: int | None = None, contrast: int | str | None = None,
                       gate: Gate = "paper") -> list[Pyramid]:
         """Explain a batch of clips with one forward pass: see :func:`fxcfp.analyze_batch`."""
@@ -505,7 +506,7 @@ def _cached_analyzer(model: Any, call: str) -> Analyzer:
 
 
 def analyze(model: nn.Module, clip: torch.Tensor | list[torch.Tensor], cls: int | None = None,
-            *, threshold: float = 0.6, max_depth: int | None = None,
+            *, threshold: float = THRESHOLD, max_depth: int | None = None,
             top_k: int | None = None, contrast: int | str | None = None,
             gate: Gate = "paper") -> Pyramid:
     """Find the class feature pyramid of one clip: the kernels, through the whole depth of the
@@ -559,7 +560,7 @@ def analyze(model: nn.Module, clip: torch.Tensor | list[torch.Tensor], cls: int 
 
 
 def analyze_batch(model: nn.Module, clips: torch.Tensor | list[torch.Tensor],
-                  classes: Any = None, *, threshold: float = 0.6, max_depth: int | None = None,
+                  classes: Any = None, *, threshold: float = THRESHOLD, max_depth: int | None = None,
                   top_k: int | None = None, contrast: int | str | None = None,
                   gate: Gate = "paper") -> list[Pyramid]:
     """Explain a batch of clips with one forward pass and one batched back-step.

@@ -95,7 +95,7 @@ def _check_tensor(call: str, name: str, clip: Any, device: torch.device | None,
     if not isinstance(clip, torch.Tensor):
         raise InvalidTypeError(
             f"{call}: {name} must be a torch.Tensor, not {type(clip).__name__}. Hint: convert "
-            "with torch.as_tensor(...).float() (and fxcfp.read_clip reads video files)")
+            "with torch.as_tensor(...).float() (and fxcfp.video.read_clip reads video files)")
     if not clip.is_floating_point():
         raise InvalidTypeError(
             f"{call}: {name} has dtype {clip.dtype}; the model needs a floating-point clip. "

@@ -7,6 +7,11 @@ the public call, the place (FX node, module path, op) and the fix.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the command line imports the errors before torch
+    from torch import fx
+
 __all__ = [
     "FxcfpError",
     "InvalidInputError",
@@ -18,6 +23,11 @@ __all__ = [
     "UnsupportedModelError",
     "GraphTooLargeError",
     "ModelCallError",
+    "PyramidFileError",
+    "VideoError",
+    "DatasetError",
+    "ModelSpecError",
+    "CommandLinePathError",
     "RuleError",
     "NotExplainableError",
 ]
@@ -52,13 +62,28 @@ class UnsupportedOpError(FxcfpError):
 
     fxcfp never guesses: an op it cannot map would silently produce wrong links. Register a rule
     with :func:`fxcfp.register_channel_rule` to teach it.
+
+    Attributes:
+        fx_node: the node of the traced graph where the analysis stopped, if it got that far.
     """
+
+    def __init__(self, message: str, *, fx_node: fx.Node | None = None) -> None:
+        super().__init__(message)
+        self.fx_node = fx_node
 
 
 class UnsupportedModelError(FxcfpError):
     """The model as a whole is outside what Class Feature Pyramids can explain (no weighted
     layer, an output that is not ``N x classes`` logits, data-dependent channel mixing such as
-    attention)."""
+    attention).
+
+    Attributes:
+        fx_node: the node of the traced graph that puts the model outside the method, if one does.
+    """
+
+    def __init__(self, message: str, *, fx_node: fx.Node | None = None) -> None:
+        super().__init__(message)
+        self.fx_node = fx_node
 
 
 class GraphTooLargeError(FxcfpError):
@@ -68,6 +93,30 @@ class GraphTooLargeError(FxcfpError):
 class ModelCallError(FxcfpError, RuntimeError):
     """The model itself raised while running on the clip (a clip of a size it cannot take, a
     wrong number of channels); the message names the FX node where it happened."""
+
+
+class PyramidFileError(FxcfpError, ValueError):
+    """A saved pyramid cannot be read: not a pyramid file, another format version, or corrupt."""
+
+
+class VideoError(FxcfpError, ValueError):
+    """A clip or image cannot be read: missing or undecodable file, too few frames, bad option."""
+
+
+class DatasetError(FxcfpError, ValueError):
+    """A dataset run cannot start: no clips, a CSV without its columns, a label that is not a
+    class of the model, or an output folder from another run."""
+
+
+class ModelSpecError(FxcfpError, ValueError):
+    """``--model`` or ``--weights`` cannot be turned into a model (:mod:`fxcfp.cli`)."""
+
+
+class CommandLinePathError(FxcfpError, ValueError):
+    """A path on the command line that cannot be read or written, found before any model."""
+
+
+# --- signals inside the channel-map pass, never raised to a user ------------------------------
 
 
 class RuleError(Exception):
@@ -100,11 +149,3 @@ def describe_model_error(err: BaseException, hint: str | None = None) -> str:
         hint = ("the model's own code raised this; check that model(clip) runs outside fxcfp "
                 "on this clip, in eval mode")
     return f"{type(err).__name__}: {first}. Hint: {hint}"
-
-
-class ModelSpecError(FxcfpError, ValueError):
-    """``--model`` or ``--weights`` cannot be turned into a model (:mod:`fxcfp.cli`)."""
-
-
-class VideoError(FxcfpError, ValueError):
-    """A clip or image cannot be read: missing or undecodable file, too few frames, bad option."""

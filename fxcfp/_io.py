@@ -30,10 +30,10 @@ import numpy as np
 import torch
 
 from ._backstep import UNREACHED
-from ._errors import FxcfpError, InvalidArgumentError
+from ._errors import FxcfpError, InvalidArgumentError, PyramidFileError
 from ._files import atomic_write
 from ._plan import LayerInfo, Plan
-from ._pyramid import Pyramid, _Passing
+from ._pyramid import PassingPairs, Pyramid
 
 if TYPE_CHECKING:
     from torch import nn
@@ -45,10 +45,6 @@ FORMAT = "fxcfp-pyramid"
 # Bump on any change a reader of the previous version would misread.
 VERSION = 1
 _META = "meta.json"
-
-
-class PyramidFileError(FxcfpError, ValueError):
-    """A saved pyramid cannot be read: not a pyramid file, another format version, or corrupt."""
 
 
 # --- the fields ----------------------------------------------------------------------------------
@@ -63,7 +59,7 @@ _DERIVED = ("logits", "_plan", "_model", "_depth", "_pooled", "_tensors", "_inpu
 
 
 def _check_fields() -> None:
-    names = [f.name for f in dataclasses.fields(Pyramid)]
+    names = [f.name for f in dataclasses.fields(Pyramid) if f.init]  # not the cache
     unknown = [n for n in names if n not in _PLAIN + _DERIVED]
     if unknown:
         raise FxcfpError(
@@ -119,14 +115,13 @@ def pyramid_state(pyramid: Pyramid, *, maps: Any = None, inputs: bool = False
     # the model's own pooled weights (a contrastive pyramid's root row is a difference)
     weight_sums = ([float(plan.pooled_weight(layer).to(t.weight.dtype).double().sum())
                     for layer, t in zip(plan.layers, tensors)] if tensors
-                   else list(getattr(pyramid, "_weight_sums", [None] * len(plan.layers))))
+                   else list(pyramid._cache.weight_sums or [None] * len(plan.layers)))
     meta["layers"] = [_layer_row(layer, s) for layer, s in zip(plan.layers, weight_sums)]
     meta["input_names"] = list(plan.input_names)
     meta["input_ranges"] = [list(r) for r in plan.input_ranges]
     meta["input_shapes"] = [list(s) for s in plan.input_shapes]
     meta["total_ids"] = plan.total_ids
-    meta["trace"] = plan.traced.method if plan.traced is not None else pyramid.__dict__.get(
-        "_trace_method")
+    meta["trace"] = pyramid.trace_method
     kernel, channel, score, offsets = [], [], [], [0]
     for index, layer in enumerate(plan.layers):
         arrays[f"sources/{index}"] = _smallest_int(layer.sources.numpy())
@@ -158,7 +153,7 @@ def pyramid_state(pyramid: Pyramid, *, maps: Any = None, inputs: bool = False
         meta["maps"][mode] = layers
     meta["inputs"] = bool(inputs)
     if inputs:
-        saved = getattr(pyramid, "_saved_inputs", None)
+        saved = pyramid._cache.saved_inputs
         if pyramid._inputs:
             sample = pyramid._sample
             saved = [x[sample: sample + 1].detach().cpu().numpy() for x in pyramid._inputs]
@@ -286,12 +281,12 @@ def _plan_from_state(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Pla
     )
 
 
-def _passing_from_state(arrays: dict[str, np.ndarray], layers: int) -> dict[int, _Passing]:
+def _passing_from_state(arrays: dict[str, np.ndarray], layers: int) -> dict[int, PassingPairs]:
     offsets = arrays["passing/offsets"]
     kernel = arrays["passing/kernel"].astype(np.int64)
     channel = arrays["passing/channel"].astype(np.int64)
     score = arrays["passing/score"].astype(np.float64)
-    return {i: _Passing(kernel[offsets[i]: offsets[i + 1]], channel[offsets[i]: offsets[i + 1]],
+    return {i: PassingPairs(kernel[offsets[i]: offsets[i + 1]], channel[offsets[i]: offsets[i + 1]],
                         score[offsets[i]: offsets[i + 1]]) for i in range(layers)}
 
 
@@ -316,9 +311,9 @@ class SavedPyramid(Pyramid):
 
     def _saved_map(self, call: str, layer: str, mode: str) -> torch.Tensor:
         index = self._layer(layer)
-        saved = self.__dict__["_saved_maps"].get(mode, {})
+        saved = self._cache.saved_maps.get(mode, {})
         if index not in saved:
-            modes = ", ".join(sorted(self.__dict__["_saved_maps"])) or "none"
+            modes = ", ".join(sorted(self._cache.saved_maps)) or "none"
             raise InvalidArgumentError(
                 f"{call}: this pyramid was loaded without its model, and no {mode!r} map of "
                 f"layer {layer!r} was saved (saved map modes: {modes}). Hint: "
@@ -380,18 +375,16 @@ def pyramid_from_state(meta: dict[str, Any], arrays: dict[str, np.ndarray], *,
         raise PyramidFileError(
             f"{call}: the pyramid file is incomplete or corrupt ({type(err).__name__}: {err}). "
             "Hint: save it again with Pyramid.save") from None
-    state = pyramid.__dict__
-    state["_passing_cache"] = passing
-    state["_passing_kept"] = sum(p.kernel.size for p in passing.values())
-    state["_weight_sums"] = [row.get("weight_sum") for row in meta["layers"]]
-    state["_trace_method"] = meta.get("trace")
-    maps: dict[str, dict[int, torch.Tensor]] = {}
+    cache = pyramid._cache
+    cache.passing = passing
+    cache.passing_kept = sum(p.kernel.size for p in passing.values())
+    cache.weight_sums = [row.get("weight_sum") for row in meta["layers"]]
+    cache.trace_method = meta.get("trace")
     for mode, names in meta.get("maps", {}).items():
-        maps[mode] = {plan.layer_index(n): torch.from_numpy(arrays[
+        cache.saved_maps[mode] = {plan.layer_index(n): torch.from_numpy(arrays[
             f"maps/{mode}/{plan.layer_index(n)}"]) for n in names}
-    state["_saved_maps"] = maps
     if meta.get("inputs"):
-        state["_saved_inputs"] = [arrays[f"inputs/{k}"] for k in range(len(plan.input_shapes))]
+        cache.saved_inputs = [arrays[f"inputs/{k}"] for k in range(len(plan.input_shapes))]
     if model is not None:
         return _attach(pyramid, model, clip, call)
     if clip is not None:
@@ -405,13 +398,13 @@ def _attach(saved: SavedPyramid, model: nn.Module, clip: Any, call: str) -> Pyra
     from ._analyzer import _cached_analyzer
     from ._checks import prepare_inputs
 
-    state = saved.__dict__
+    state = saved._cache
     if clip is None:
-        if "_saved_inputs" not in state:
+        if state.saved_inputs is None:
             raise InvalidArgumentError(
                 f"{call}: the maps need the clip that was analysed; pass clip=, or save the "
                 "pyramid with Pyramid.save(path, inputs=True)")
-        clip = [torch.from_numpy(x) for x in state["_saved_inputs"]]
+        clip = [torch.from_numpy(x) for x in state.saved_inputs]
         if len(clip) == 1:
             clip = clip[0]
     analyzer = _cached_analyzer(model, call)
@@ -422,7 +415,7 @@ def _attach(saved: SavedPyramid, model: nn.Module, clip: Any, call: str) -> Pyra
     _check_same(saved, plan, call)
     pooled = tuple(p.to(inputs[0].device) for p in saved._pooled)
     tensors = tuple(analyzer._layer_tensors(plan, inputs[0].device, pooled[0].dtype))
-    sums = state.get("_weight_sums", [])
+    sums = state.weight_sums or []
     for layer, tensor, expected in zip(plan.layers, tensors, sums):
         actual = float(tensor.weight.double().sum())
         if expected is not None and not np.isclose(actual, expected, rtol=1e-6, atol=1e-9):
@@ -439,12 +432,12 @@ def _attach(saved: SavedPyramid, model: nn.Module, clip: Any, call: str) -> Pyra
     if saved._channel_keep is not None:  # the evidence gate's closed channels link nowhere
         from ._gate import gated_tensors
         tensors = gated_tensors(tensors, saved._channel_keep, plan.total_ids)
-    values = {f.name: getattr(saved, f.name) for f in dataclasses.fields(Pyramid)}
+    values = {f.name: getattr(saved, f.name) for f in dataclasses.fields(Pyramid) if f.init}
     values.update(_plan=plan, _model=model, _pooled=pooled, _tensors=tensors,
                   _inputs=tuple(inputs), _sample=0)
     live = Pyramid(**values)
-    live.__dict__["_passing_cache"] = dict(state["_passing_cache"])
-    live.__dict__["_passing_kept"] = state["_passing_kept"]
+    live._cache.passing = dict(state.passing)
+    live._cache.passing_kept = state.passing_kept
     return live
 
 
@@ -503,9 +496,9 @@ def reduce_pyramid(pyramid: Pyramid) -> tuple[Any, tuple[bytes]]:
     """``Pyramid.__reduce__``: the saved state with the clip, no code and no model."""
     buffer = io.BytesIO()
     meta, arrays = pyramid_state(pyramid, inputs=bool(pyramid._inputs) or
-                                 "_saved_inputs" in pyramid.__dict__)
+                                 pyramid._cache.saved_inputs is not None)
     # maps a loaded pyramid carries travel with it
-    for mode, saved in pyramid.__dict__.get("_saved_maps", {}).items():
+    for mode, saved in pyramid._cache.saved_maps.items():
         meta["maps"][mode] = [pyramid._plan.layers[i].name for i in saved]
         for index, value in saved.items():
             arrays[f"maps/{mode}/{index}"] = value.numpy()
@@ -553,8 +546,8 @@ def write_edge_list(pyramid: Pyramid, path: str | os.PathLike[str]) -> Path:
     names = np.array(pyramid._plan.names)
     if suffix == ".npz":
         with atomic_write(path, binary=True) as file:
-            columns: dict[str, Any] = {"layer_names": names, **table}  # as in _write_npz
-            np.savez_compressed(file, **columns)
+            members: dict[str, Any] = {"layer_names": names, **table}
+            np.savez_compressed(file, **members)
         return path
     pa, pq = _pyarrow("Pyramid.to_edge_list")
     dictionary = pa.array(names.tolist(), pa.string())

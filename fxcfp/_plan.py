@@ -25,7 +25,7 @@ from .passes import (
     annotate_channel_maps,
     annotate_weighted_layers,
 )
-from .passes.weighted_layers import layer_weight
+from .passes.weighted_layers import input_channel_dim, layer_weight
 
 __all__ = ["LayerInfo", "Plan", "build_plan", "plan_and_capture"]
 
@@ -61,7 +61,7 @@ class LayerInfo:
 
     @property
     def channel_dim(self) -> int:
-        return 1 if self.kind == "conv" else len(self.input_shape) - 1
+        return input_channel_dim(self.kind, len(self.input_shape))
 
 
 @dataclass(frozen=True)
@@ -156,14 +156,15 @@ def build_plan(traced: Traced, inputs: list[torch.Tensor], model: torch.nn.Modul
     return plan_and_capture(traced, inputs, model)[0]
 
 
-def plan_and_capture(traced: Traced, inputs: list[torch.Tensor], model: torch.nn.Module
+def plan_and_capture(traced: Traced, inputs: list[torch.Tensor], model: torch.nn.Module, *,
+                     call: str = "fxcfp.analyze"
                      ) -> tuple[Plan, tuple[Any, tuple[torch.Tensor, ...]]]:
     """:func:`build_plan`, and what ``plan.capture(*inputs)`` returns, without a second run of
-    the model: the channel-map pass runs the graph on ``inputs`` anyway."""
+    the model: the channel-map pass runs the graph on ``inputs`` anyway. Errors name ``call``."""
     gm = traced.gm
-    annotate_weighted_layers(gm, model)
+    annotate_weighted_layers(gm, model, call=call)
     observed = FirstCapture(gm)
-    annotate_channel_maps(gm, *inputs, observe=observed)
+    annotate_channel_maps(gm, *inputs, observe=observed, call=call)
     layers = []
     for node in gm.graph.nodes:
         layer: WeightedLayer | None = node.meta.get(WEIGHTED_LAYER)
@@ -183,7 +184,7 @@ def plan_and_capture(traced: Traced, inputs: list[torch.Tensor], model: torch.nn
         ))
     if not layers:
         raise UnsupportedModelError(
-            f"fxcfp.analyze: the model ({type(model).__name__}) has no weighted layer: no "
+            f"{call}: the model ({type(model).__name__}) has no weighted layer: no "
             "convolution or linear layer whose weight is a parameter was found in its traced "
             "graph, so there are no kernels to explain."
         )

@@ -22,12 +22,11 @@ from ._maps import temporal_profile, upsample
 if TYPE_CHECKING:
     from ._plan import Plan
 
-__all__ = ["GRAPH_EDGE_LIMIT", "MAP_MODES", "LayerSelection", "MapMode", "Pyramid"]
+__all__ = ["GRAPH_EDGE_LIMIT", "MAP_MODES", "EdgeArrays", "LayerSelection", "MapMode",
+           "PassingPairs", "Pyramid"]
 
 MapMode = Literal["paper", "evidence"]
 MAP_MODES: tuple[MapMode, ...] = ("paper", "evidence")
-# where each mode keeps what its maps are made of: (channel ids, channels x ... tensor) per node
-_CACHES = {"paper": "_activation_cache", "evidence": "_evidence_cache"}
 
 
 def _check_mode(call: str, mode: Any) -> MapMode:
@@ -56,8 +55,10 @@ class LayerSelection:
 
 
 @dataclass(frozen=True)
-class _Edges:
-    """Edges as parallel arrays of global ids: from ``src`` to ``dst`` with ``score``."""
+class EdgeArrays:
+    """The class dependency graph's edges as parallel arrays of global ids (the plan's id
+    space: kernels of every layer, then the clip's channels): from ``src`` to ``dst`` with the
+    normalised gate ``score``."""
 
     src: np.ndarray
     dst: np.ndarray
@@ -65,9 +66,9 @@ class _Edges:
 
 
 @dataclass(frozen=True)
-class _Passing:
+class PassingPairs:
     """The passing ``(kernel, input channel)`` pairs of one layer's expanded kernels, with their
-    normalised scores (the maps and the edges are made from these)."""
+    normalised scores (the maps and the edges are made from these): parallel arrays."""
 
     kernel: np.ndarray
     channel: np.ndarray
@@ -77,6 +78,33 @@ class _Passing:
 GRAPH_EDGE_LIMIT = 5_000_000
 # passing pairs a pyramid keeps for its maps (24 bytes each)
 _PASSING_BUDGET = 10_000_000
+
+
+@dataclass
+class _Cache:
+    """What a pyramid computes on first use and keeps: its one mutable part, so the fields a
+    user reads stay frozen. A pyramid made with :func:`dataclasses.replace` starts empty.
+
+    Attributes:
+        passing: per layer index, its passing pairs (while they fit ``_PASSING_BUDGET``).
+        passing_kept: pairs held in ``passing``.
+        maps: per map mode, what its maps are made of: ``(channel ids, channels x ...)`` per
+            ``(node, channel dim)`` the maps are drawn on.
+        saved_maps: a pyramid loaded from a file (:class:`fxcfp.SavedPyramid`): per mode, the
+            layer maps the file holds, by layer index.
+        saved_inputs: the clip the file holds, per model input (``None``: not saved).
+        weight_sums: the file's pooled-weight sums per layer, checked when a model is attached.
+        trace_method: the file's trace method (a loaded plan has no traced graph).
+    """
+
+    passing: dict[int, PassingPairs] = field(default_factory=dict)
+    passing_kept: int = 0
+    maps: dict[str, dict[tuple[str, int], tuple[np.ndarray, torch.Tensor]]] = field(
+        default_factory=lambda: {mode: {} for mode in MAP_MODES})
+    saved_maps: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
+    saved_inputs: list[np.ndarray] | None = None
+    weight_sums: list[float | None] | None = None
+    trace_method: str | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +152,7 @@ class Pyramid:
     gate: str = "paper"
     _channel_keep: tuple[np.ndarray, ...] | None = field(default=None, repr=False,
                                                          compare=False)
+    _cache: _Cache = field(default_factory=_Cache, init=False, repr=False, compare=False)
 
     # --- structure -------------------------------------------------------------------------
 
@@ -133,17 +162,17 @@ class Pyramid:
         return np.flatnonzero(self._depth[layer.first_id: layer.first_id + layer.out_channels]
                               < limit)
 
-    def _passing(self, index: int) -> _Passing:
+    def _passing(self, index: int) -> PassingPairs:
         """One layer's passing pairs, recomputed with the back-step's own gate on the analysis's
         device, so both agree on every channel (nothing is stored per edge)."""
-        cache = self.__dict__.setdefault("_passing_cache", {})
+        cache = self._cache.passing
         if index in cache:
             return cache[index]
         layer, pooled, tensors = self._plan.layers[index], self._pooled[index], self._tensors[index]
         rows = self._expanded(index)
         if rows.size == 0:
             empty = np.empty(0, np.int64)
-            return _Passing(empty, empty, np.empty(0))
+            return PassingPairs(empty, empty, np.empty(0))
         rows_t = torch.from_numpy(rows).to(pooled.device)
         scores, low, span, passed = gate(pooled[None], tensors, self.threshold, self.top_k, rows_t)
         r, cand = passed[0].nonzero(as_tuple=True)
@@ -155,14 +184,14 @@ class Pyramid:
             # the evidence gate closed these channels: they link to no kernel (fxcfp/_gate.py)
             kept = self._channel_keep[index][channel]
             kernel, channel, n = kernel[kept], channel[kept], n[kept]
-        result = _Passing(kernel, channel, n)
-        kept = self.__dict__.get("_passing_kept", 0)
-        if kept + kernel.size <= _PASSING_BUDGET:  # a huge pyramid is recomputed, not hoarded
+        result = PassingPairs(kernel, channel, n)
+        if self._cache.passing_kept + kernel.size <= _PASSING_BUDGET:
+            # a huge pyramid is recomputed, not hoarded
             cache[index] = result
-            self.__dict__["_passing_kept"] = kept + kernel.size
+            self._cache.passing_kept += kernel.size
         return result
 
-    def _layer_edges(self, index: int) -> _Edges:
+    def _layer_edges(self, index: int) -> EdgeArrays:
         """The edges leaving one layer's kernels (SPEC step 7)."""
         layer, passing = self._plan.layers[index], self._passing(index)
         targets = layer.sources[torch.from_numpy(passing.channel)].numpy()  # E x K
@@ -178,7 +207,7 @@ class Pyramid:
             first = np.ones(key.size, dtype=bool)
             first[1:] = key[1:] != key[:-1]
             src, dst, score = src[first], dst[first], score[first]
-        return _Edges(src, dst, score)
+        return EdgeArrays(src, dst, score)
 
     def _pair_edges(self, index: int, rows: np.ndarray) -> int:
         """Edges leaving the kernels ``rows`` of a layer without shared sources: each passing
@@ -236,13 +265,13 @@ class Pyramid:
         return int((self._depth < UNREACHED).sum())
 
     @cached_property
-    def _edges(self) -> _Edges:
+    def _edges(self) -> EdgeArrays:
         parts = [self._layer_edges(i) for i in range(len(self._plan.layers))
                  if self._expanded(i).size]
         if not parts:
             empty = np.empty(0, np.int64)
-            return _Edges(empty, empty, np.empty(0))
-        return _Edges(*(np.concatenate([getattr(p, f) for p in parts])
+            return EdgeArrays(empty, empty, np.empty(0))
+        return EdgeArrays(*(np.concatenate([getattr(p, f) for p in parts])
                         for f in ("src", "dst", "score")))
 
     def _node_key(self, node_id: int) -> str:
@@ -270,6 +299,42 @@ class Pyramid:
         roots = np.flatnonzero(self._depth == 0)
         return self._node_key(int(roots[0]))
 
+    # --- read-only views of the arrays (for tools and tests) --------------------------------
+
+    @property
+    def depths(self) -> np.ndarray:
+        """Back-steps from the class to every kernel and clip channel, by global id (each
+        layer's kernels, then the clip's channels, as in :class:`EdgeArrays`); ``-1`` outside
+        the pyramid. A copy."""
+        return np.where(self._depth < UNREACHED, self._depth, -1).astype(np.int64)
+
+    def kernel_depths(self, layer: str) -> np.ndarray:
+        """Back-steps from the class to each kernel of ``layer`` (``-1``: not in the pyramid)."""
+        info = self._plan.layers[self._layer(layer)]
+        return self.depths[info.first_id: info.first_id + info.out_channels]
+
+    def passing_pairs(self, layer: str) -> PassingPairs:
+        """The ``(kernel, input channel)`` pairs of ``layer`` that pass the gate, from its
+        expanded kernels, with their normalised scores: what its maps and edges are made of."""
+        return self._passing(self._layer(layer))
+
+    def pooled_input(self, layer: str) -> torch.Tensor:
+        """The input of ``layer`` for this clip, averaged over every dim but the channel dim
+        (SPEC "pooled input"): what the gate scores its kernels with."""
+        return self._pooled[self._layer(layer)]
+
+    def edge_arrays(self) -> EdgeArrays:
+        """Every edge of the class dependency graph as arrays, without networkx (their memory:
+        24 bytes an edge; :attr:`num_edges` counts them first)."""
+        return self._edges
+
+    @property
+    def trace_method(self) -> str | None:
+        """How the model's graph was captured: ``"fx"`` (symbolic tracing) or ``"export"``
+        (``torch.export``); ``None`` for a loaded pyramid whose file does not say."""
+        traced = self._plan.traced
+        return traced.method if traced is not None else self._cache.trace_method
+
     @cached_property
     def graph(self) -> nx.DiGraph:
         """The class dependency graph (SPEC "The result"), built on first access: see
@@ -295,11 +360,11 @@ class Pyramid:
                 "Pyramid.to_networkx(max_edges=None) if you have the memory."
             )
         edges = self._edges
-        graph: nx.DiGraph[str] = nx.DiGraph(target=self.target, threshold=float(self.threshold),
-                           max_depth=-1 if self.max_depth is None else self.max_depth,
-                           top_k=-1 if self.top_k is None else self.top_k,
-                           probability=float(self.probability),
-                           contrast=-1 if self.contrast is None else self.contrast)
+        graph: nx.DiGraph = nx.DiGraph(
+            target=self.target, threshold=float(self.threshold),
+            max_depth=-1 if self.max_depth is None else self.max_depth,
+            top_k=-1 if self.top_k is None else self.top_k, probability=float(self.probability),
+            contrast=-1 if self.contrast is None else self.contrast)
         node_score = np.zeros(self._plan.total_ids)
         np.maximum.at(node_score, edges.dst, edges.score)
         nodes = np.flatnonzero(self._depth < UNREACHED)
@@ -407,7 +472,7 @@ class Pyramid:
         mode = _check_mode("Pyramid.prefetch_maps", mode)
         indices = (range(len(self._plan.layers)) if layers is None
                    else [self._layer(name) for name in layers])
-        cache = self.__dict__.setdefault(_CACHES[mode], {})
+        cache = self._cache.maps[mode]
         merged: dict[tuple[str, int], np.ndarray] = {}
         for index in indices:
             channels = self._passing(index).channel
@@ -450,13 +515,13 @@ class Pyramid:
         """``sum_k weights[k] * X[channels[k]]``, with ``X`` the captured activations (paper) or
         ``ds/dA * A`` (evidence, then rectified): one matrix-vector product, no copy."""
         key = self._source_key(index)
-        cache = self.__dict__.get(_CACHES[mode], {})
+        cache = self._cache.maps[mode]
         if key not in cache or not np.isin(channels, cache[key][0]).all():
             # paper: one targeted forward for this layer; evidence: the pyramid's one
             # backward, for every expanded layer at once
             self.prefetch_maps([self._plan.layers[index].name] if mode == "paper" else None,
                                mode=mode)
-        ids, data = self.__dict__[_CACHES[mode]][key]
+        ids, data = cache[key]
         full = np.zeros(len(ids))
         np.add.at(full, np.searchsorted(ids, channels), weights)
         summed = torch.tensordot(torch.from_numpy(full).to(data.dtype), data, dims=1).float()

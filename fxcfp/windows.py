@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._defaults import THRESHOLD
 from ._errors import InvalidArgumentError
 from ._pyramid import MapMode, Pyramid
 
@@ -169,7 +170,7 @@ def explain_windows(
     stride: int | None = None,
     normalization: str | tuple[Sequence[float], Sequence[float]] = "kinetics",
     cls: int | None = None,
-    threshold: float = 0.6,
+    threshold: float = THRESHOLD,
     max_depth: int | None = None,
     top_k: int | None = None,
     batch_size: int = 4,

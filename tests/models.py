@@ -70,6 +70,28 @@ def _seeded(build: Callable[[], nn.Module], seed: int) -> nn.Module:
     return model.eval()
 
 
+class TinyNet3d(nn.Module):
+    """Two 3D convolutions and a classifier: the smallest model every entry point can explain
+    (the command line and the dataset runs name it through a factory)."""
+
+    def __init__(self, classes: int = 3) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv3d(3, 6, 3, padding=1)
+        self.conv2 = nn.Conv3d(6, 8, 3, padding=1)
+        self.fc = nn.Linear(8, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        return self.fc(x.mean((2, 3, 4)))
+
+
+def make_tiny_net3d(cls: type[TinyNet3d] = TinyNet3d, *, classes: int = 3) -> nn.Module:
+    """``cls(classes)`` under seed 0, in eval mode, the caller's random state untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return cls(classes).eval()
+
+
 def _bn_relu(c: int) -> nn.Sequential:
     return nn.Sequential(nn.BatchNorm3d(c), nn.ReLU())
 

@@ -24,29 +24,14 @@ from fxcfp.cli import main
 from fxcfp.cli._explain import _clear_levels, _resolve_class
 from fxcfp.cli._spec import LoadedModel, load_model
 from fxcfp.data import sample_video
+from tests.models import make_tiny_net3d
 
 VIDEO = str(sample_video())
 
 
-class TinyNet(nn.Module):
-    """Two 3D convolutions and a classifier: the smallest model the CLI can explain."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv3d(3, 6, 3, padding=1)
-        self.conv2 = nn.Conv3d(6, 8, 3, padding=1)
-        self.fc = nn.Linear(8, 5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
-        return self.fc(x.mean((2, 3, 4)))
-
-
 def tiny_net() -> nn.Module:
-    """The factory ``--model test_cli:tiny_net`` names."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return TinyNet().eval()
+    """The factory ``--model test_cli:tiny_net`` names: the smallest model the CLI can explain."""
+    return make_tiny_net3d(classes=5)
 
 
 TINY = f"{__name__}:tiny_net"

@@ -62,7 +62,7 @@ def test_the_contrast_is_unchanged_by_a_softmax_neutral_shift_of_the_classifier(
     one = fxcfp.analyze(model, clip, 2, contrast="runner-up")
     two = fxcfp.analyze(shifted, clip, 2, contrast="runner-up")
     assert one.contrast == two.contrast
-    assert np.array_equal(one._depth, two._depth)
+    assert np.array_equal(one.depths, two.depths)
     evidence = [p.layer_map("b", mode="evidence") for p in (one, two)]
     assert torch.allclose(*evidence, rtol=1e-4, atol=1e-6)
 
@@ -100,7 +100,7 @@ def test_batch_contrast_matches_single_calls_and_leaves_the_model_unchanged():
     for i, pyramid in enumerate(batch):
         single = fxcfp.analyze(model, clips[i], i, contrast=5)
         assert pyramid.contrast == 5
-        assert np.array_equal(pyramid._depth, single._depth)
+        assert np.array_equal(pyramid.depths, single.depths)
         assert torch.allclose(pyramid.layer_map("b", mode="evidence"),
                               single.layer_map("b", mode="evidence"), atol=1e-6)
     assert_unchanged(model, snap)
@@ -177,7 +177,7 @@ def test_the_evidence_gate_in_a_batch_matches_single_calls_and_leaves_the_model_
     batch = fxcfp.analyze_batch(model, clips, [0, 3], gate="evidence", threshold=0.3)
     for i, pyramid in enumerate(batch):
         single = fxcfp.analyze(model, clips[i], [0, 3][i], gate="evidence", threshold=0.3)
-        assert np.array_equal(pyramid._depth, single._depth)
+        assert np.array_equal(pyramid.depths, single.depths)
         assert set(pyramid.graph.edges) == set(single.graph.edges)
     assert_unchanged(model, snap)
     assert all(p.grad is None for p in model.parameters())

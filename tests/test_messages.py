@@ -243,6 +243,6 @@ def test_torchvision_efficientnet_b0_on_the_export_path():
     model = torchvision.models.efficientnet_b0(num_classes=10).train()
     snap = snapshot(model)
     pyramid = fxcfp.analyze(model, torch.randn(3, 32, 32), threshold=0.0)
-    assert pyramid._plan.traced.method == "export"
+    assert pyramid.trace_method == "export"
     assert len(pyramid.layers) == 82  # every weighted layer reaches the class at threshold 0
     assert_unchanged(model, snap)

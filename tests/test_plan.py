@@ -33,10 +33,11 @@ def test_the_first_call_runs_the_model_once_and_equals_the_capture():
             logits, pooled = plan.capture(clip[None])
         assert torch.equal(first.logits, logits[0])
         layer_pooled = [pooled[i][0] for i in plan.pooled_index]
-        assert all(torch.equal(a, b) for a, b in zip(first._pooled, layer_pooled, strict=True))
+        assert all(torch.equal(first.pooled_input(layer.name), p)
+                   for layer, p in zip(plan.layers, layer_pooled, strict=True))
         second = analyzer.analyze(clip)
         assert len(calls) == 3  # now the capture (one more run above, by the test)
-        assert (second._depth == first._depth).all()
+        assert (second.depths == first.depths).all()
         # a batch is mapped on its first clip, then captured whole
         calls.clear()
         fxcfp.Analyzer(model).analyze_batch(torch.stack([clip, clip + 1]))

@@ -36,7 +36,6 @@ import torch
 from torch import fx, nn
 
 import fxcfp
-from fxcfp._backstep import UNREACHED
 from fxcfp.passes import WEIGHTED_LAYER
 from tests.dense_backstep import assert_matches_dense
 from tests.models import assert_unchanged, snapshot
@@ -298,17 +297,14 @@ def reaching_layers(gm: fx.GraphModule, inputs: list[torch.Tensor]) -> Reach:
 def pyramid_layers(pyramid: fxcfp.Pyramid) -> set[str]:
     """Layers with at least one node in ``pyramid.graph``, without building the graph: a kernel
     is a node exactly when its depth is finite."""
-    plan, depth = pyramid._plan, pyramid._depth
-    return {
-        layer.name for layer in plan.layers
-        if (depth[layer.first_id: layer.first_id + layer.out_channels] < UNREACHED).any()
-    }
+    return {layer.name for layer in pyramid._plan.layers
+            if (pyramid.kernel_depths(layer.name) >= 0).any()}
 
 
 def pyramid_inputs(pyramid: fxcfp.Pyramid) -> dict[str, int]:
     """Per model input (``input`` or ``input0``...), how many of its channels are leaves."""
-    plan, depth = pyramid._plan, pyramid._depth
-    return {name: int((depth[first: first + count] < UNREACHED).sum())
+    plan, depth = pyramid._plan, pyramid.depths
+    return {name: int((depth[first: first + count] >= 0).sum())
             for name, (first, count) in zip(plan.input_names, plan.input_ranges)}
 
 
@@ -363,11 +359,13 @@ def test_support_matrix(case: Case) -> None:
     # where they fit in memory
     assert (second.target, second.probability) == (first.target, first.probability)
     assert torch.equal(second.logits, first.logits)
-    assert np.array_equal(second._depth, first._depth)
-    assert all(torch.equal(a, b) for a, b in zip(second._pooled, first._pooled, strict=True))
+    assert np.array_equal(second.depths, first.depths)
+    assert all(torch.equal(second.pooled_input(layer.name), first.pooled_input(layer.name))
+               for layer in plan.layers)
     if edge_bound(first) <= EDGE_BUDGET:
+        edges, expected = second.edge_arrays(), first.edge_arrays()
         for name in ("src", "dst", "score"):
-            assert np.array_equal(getattr(second._edges, name), getattr(first._edges, name))
+            assert np.array_equal(getattr(edges, name), getattr(expected, name))
         assert second.layers == first.layers
         assert {level.name for level in first.layers} == layers
 

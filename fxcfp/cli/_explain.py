@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from .._errors import CommandLinePathError as _PathError
 from .._errors import FxcfpError, InvalidArgumentError, UntraceableModelError
 from ._options import _FORMS, _MODEL_FILE_SUFFIXES, _TOP, IMAGE_SUFFIXES
 
@@ -28,10 +29,6 @@ if TYPE_CHECKING:  # torch and the model builders load in seconds: only after th
     from ._spec import LoadedModel
 
 __all__ = ["check_paths", "identity"]
-
-
-class _PathError(FxcfpError, ValueError):
-    """A path on the command line that cannot be read or written, found before any model."""
 
 
 class _Progress:

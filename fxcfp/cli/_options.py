@@ -10,6 +10,7 @@ import math
 from typing import Any, NoReturn
 
 from .. import __version__
+from .._defaults import THRESHOLD, TOP_CLASSES
 
 __all__ = ["DEFAULT_MAPS", "add_analysis_options", "add_clip_options", "add_model_options",
            "add_run_options"]
@@ -28,14 +29,14 @@ _MODEL_FILE_SUFFIXES = (".pt2", ".pt", ".pth", ".ts", ".jit", ".ptl", ".zip")
 # Files read as one still picture rather than decoded as a video.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
-_THRESHOLD = 0.6
+_THRESHOLD = THRESHOLD
 # Keeping the 3 strongest channels per kernel makes the whole-depth pyramid of a real network
 # readable (EfficientNet-Lite0: ~6k edges instead of ~1.2M) and its GraphML small.
 _TOP_K = 3
 # The report draws this many levels, spread from the class to the stem; each costs a few seconds.
 _LEVELS = 8
 _KERNELS = 4
-_TOP = 5
+_TOP = TOP_CLASSES
 
 
 class _UsageError(Exception):

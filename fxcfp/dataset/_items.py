@@ -9,16 +9,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._errors import FxcfpError
+from .._errors import DatasetError
 
 __all__ = ["VIDEO_SUFFIXES", "DatasetError", "Item", "list_items"]
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".ogv")
-
-
-class DatasetError(FxcfpError, ValueError):
-    """A dataset run cannot start: no clips, a CSV without its columns, a label that is not a
-    class of the model, or an output folder from another run."""
 
 
 @dataclass(frozen=True)

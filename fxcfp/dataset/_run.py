@@ -31,6 +31,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from .._analyzer import Analyzer
+from .._defaults import THRESHOLD
 from .._files import dump_json
 from .._io import load_pyramid, pyramid_state, write_state
 from ..cli._spec import LoadedModel
@@ -495,7 +496,7 @@ def _default_resolver(labels: tuple[str, ...] | None, num_classes: int
 def explain_dataset(model: torch.nn.Module, source: str | os.PathLike[str],
                     out: str | os.PathLike[str], *, labels: tuple[str, ...] | None = None,
                     frames: int = 16, size: int = 112, start: float | None = None,
-                    normalization: str = "kinetics", threshold: float = 0.6,
+                    normalization: str = "kinetics", threshold: float = THRESHOLD,
                     max_depth: int | None = None, top_k: int | None = 3, share: float = 0.5,
                     maps: str | None = None, use_labels: bool = True, batch_size: int = 4,
                     workers: int = 2, progress: bool = False) -> DatasetResult:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._defaults import THRESHOLD
 from .._errors import InvalidArgumentError
 from .baselines import BASELINES, PYRAMID_METHODS, Method, as_method, method_name, saliency_maps
 from .metrics import DEFAULT_FRACTIONS, curves, energy_in_mask, pointing_game, spearman
@@ -146,7 +147,7 @@ def _runner_up(logits: torch.Tensor, cls: int) -> int:
 def class_sensitivity(model: nn.Module, clip: torch.Tensor, cls: int | None = None,
                       other: int | str = "runner-up", *,
                       methods: Sequence[Method] = PYRAMID_METHODS + BASELINES,
-                      layers: Sequence[str] | None = None, threshold: float = 0.6,
+                      layers: Sequence[str] | None = None, threshold: float = THRESHOLD,
                       seed: int = 0) -> dict[str, dict[str, float]]:
     """Spearman correlation of the maps of ``cls`` and ``other`` per layer and method: a map
     that explains *this* class should change when the class does (low is class-specific).
@@ -246,7 +247,7 @@ def cascading_randomization(model: nn.Module, clip: torch.Tensor, cls: int | Non
                             methods: Sequence[Method] = PYRAMID_METHODS + BASELINES,
                             layers: Sequence[str] | None = None,
                             stages: Sequence[Sequence[str]] | None = None,
-                            threshold: float = 0.6, seed: int = 0) -> Randomization:
+                            threshold: float = THRESHOLD, seed: int = 0) -> Randomization:
     """Re-initialise the weights stage by stage from the classifier down (on deep copies; the
     model passed in is never changed) and correlate every layer's map with the trained one's. A
     map that explains the model must change when the weights it explains are destroyed.
@@ -280,7 +281,7 @@ def compare(model: nn.Module, clips: torch.Tensor | Sequence[torch.Tensor],
             classes: Sequence[int] | None = None,
             methods: Sequence[Method] = PYRAMID_METHODS + BASELINES,
             layers: Sequence[str] | None = None, metrics: Sequence[str] = METRICS,
-            threshold: float = 0.6, fractions: Sequence[float] = DEFAULT_FRACTIONS,
+            threshold: float = THRESHOLD, fractions: Sequence[float] = DEFAULT_FRACTIONS,
             stages: Sequence[Sequence[str]] | None = None, seed: int = 0,
             batch: int = 16) -> Comparison:
     """Measure every method's map of every layer on every clip.

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._defaults import THRESHOLD
 from .._errors import FxcfpError, InvalidArgumentError
 from .._maps import upsample as _upsample
 from .._plan import LayerInfo
@@ -128,7 +129,7 @@ def _pyramid_map(pyramid: Pyramid, layer: str, mode: str) -> torch.Tensor:
 def saliency_maps(model: nn.Module, clip: torch.Tensor, cls: int | None = None, *,
                   methods: Sequence[Method] = PYRAMID_METHODS + BASELINES,
                   layers: Sequence[str] | None = None, pyramid: Pyramid | None = None,
-                  threshold: float = 0.6, upsample: bool = True, seed: int = 0,
+                  threshold: float = THRESHOLD, upsample: bool = True, seed: int = 0,
                   recorded: Recorded | None = None) -> dict[str, dict[str, torch.Tensor]]:
     """Maps of ``cls`` in ``clip`` for every layer and method, treated identically.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch import fx, nn
@@ -16,11 +16,12 @@ from .._errors import (
     describe_model_error,
 )
 from .inplace import INPLACE
-from .labels import NONE, new_label
+from .labels import NONE, dedupe, new_label
 from .map_nodes import find_map_node
 from .registry import lookup_rule
 from .rules import NotExplainableError, RuleCall, RuleError
-from .weighted_layers import WEIGHTED_LAYER, WeightedLayer
+from .targets import describe_op
+from .weighted_layers import WEIGHTED_LAYER, WeightedLayer, input_channel_dim
 
 __all__ = ["CHANNEL_MAP", "OUTPUT_MAP", "ChannelMap", "OutputMap", "annotate_channel_maps"]
 
@@ -63,15 +64,6 @@ class OutputMap:
     inputs: tuple[tuple[int, int], ...]
 
 
-def _op_name(node: fx.Node, gm: nn.Module) -> str:
-    if node.op == "call_module":
-        return f"module {node.target!r} ({type(gm.get_submodule(str(node.target))).__name__})"
-    if node.op == "call_method":
-        return f"method Tensor.{node.target}"
-    target = node.target
-    return f"function {getattr(target, '__module__', '')}.{getattr(target, '__name__', target)}"
-
-
 def _module_path(node: fx.Node) -> str:
     stack = node.meta.get("nn_module_stack")
     if stack:
@@ -79,9 +71,6 @@ def _module_path(node: fx.Node) -> str:
         if path[0]:
             return f" inside module {path[0]!r} ({getattr(path[1], '__name__', path[1])})"
     return ""
-
-
-_E = TypeVar("_E", bound=Exception)
 
 
 def _mutable(value: Any) -> Any:
@@ -93,21 +82,17 @@ def _mutable(value: Any) -> Any:
     return value
 
 
-def _tagged(err: _E, node: fx.Node) -> _E:
-    """Remember the failing node: a plain-Python helper kept opaque by symbolic tracing is
-    worth a second try with torch.export, which sees through it."""
-    err.fx_node = node  # type: ignore[attr-defined]
-    return err
-
-
-def _failed(node: fx.Node, gm: nn.Module, why: str) -> UnsupportedOpError:
-    return _tagged(UnsupportedOpError(
-        f"fxcfp.analyze: FX node {node.name!r} ({_op_name(node, gm)}{_module_path(node)}): "
-        f"{why}. Hint: register a rule of your own with fxcfp.register_channel_rule."
-    ), node)
+def _failed(call: str, node: fx.Node, gm: nn.Module, why: str) -> UnsupportedOpError:
+    # errors keep the failing node: a plain-Python helper kept opaque by symbolic tracing is
+    # worth a second try with torch.export, which sees through it
+    return UnsupportedOpError(
+        f"{call}: FX node {node.name!r} ({describe_op(node, gm)}{_module_path(node)}): "
+        f"{why}. Hint: register a rule of your own with fxcfp.register_channel_rule.",
+        fx_node=node)
 
 
 def _has_tensor(value: Any) -> bool:
+    """Is there a tensor in ``value`` (a value, or a label: labels are tensors too)?"""
     if isinstance(value, torch.Tensor):
         return True
     if isinstance(value, (list, tuple)):
@@ -115,20 +100,13 @@ def _has_tensor(value: Any) -> bool:
     return False
 
 
-def _any_label(labels: Any) -> bool:
-    if isinstance(labels, torch.Tensor):
-        return True
-    if isinstance(labels, (list, tuple)):
-        return any(_any_label(v) for v in labels)
-    return False
-
-
 class _LabelInterpreter(fx.Interpreter):
     """Runs the graph on real values and, beside them, on channel labels."""
 
-    def __init__(self, gm: fx.GraphModule,
-                 observe: Callable[[fx.Node, Any], None] | None = None) -> None:
+    def __init__(self, gm: fx.GraphModule, observe: Callable[[fx.Node, Any], None] | None,
+                 call: str) -> None:
         super().__init__(gm, garbage_collect_values=True)
+        self.call = call  # the public call, for the errors
         self.observe = observe
         self.extra_traceback = False  # our errors name the node themselves
         self.labels: dict[fx.Node, Any] = {}
@@ -178,8 +156,8 @@ class _LabelInterpreter(fx.Interpreter):
             raise
         except Exception as err:
             raise ModelCallError(
-                f"fxcfp.analyze: the model raised at FX node {n.name!r} "
-                f"({_op_name(n, self.module)}{_module_path(n)}) on this input: "
+                f"{self.call}: the model raised at FX node {n.name!r} "
+                f"({describe_op(n, self.module)}{_module_path(n)}) on this input: "
                 f"{describe_model_error(err)}"
             ) from err
         self.hops[n] = self._hops_of(n)
@@ -189,7 +167,7 @@ class _LabelInterpreter(fx.Interpreter):
             if isinstance(value, torch.Tensor):
                 if value.dim() < 2:
                     raise UnsupportedModelError(
-                        f"fxcfp.analyze: model input {n.name!r} has shape {tuple(value.shape)}; "
+                        f"{self.call}: model input {n.name!r} has shape {tuple(value.shape)}; "
                         "inputs must be N x C x ... tensors"
                     )
                 self.inputs.append((self.next_id, value.shape[1]))
@@ -221,43 +199,44 @@ class _LabelInterpreter(fx.Interpreter):
             if other is n or other in done or not isinstance(tensor, torch.Tensor):
                 continue
             if tensor.untyped_storage().data_ptr() == storage:
-                raise _tagged(UnsupportedOpError(
-                    f"fxcfp.analyze: FX node {n.name!r} ({_op_name(n, self.module)}"
+                raise UnsupportedOpError(
+                    f"{self.call}: FX node {n.name!r} ({describe_op(n, self.module)}"
                     f"{_module_path(n)}) edits a tensor in place that FX node {other.name!r} "
-                    f"({_op_name(other, self.module)}{_module_path(other)}) also refers to (a "
+                    f"({describe_op(other, self.module)}{_module_path(other)}) also refers to (a "
                     "view of it, or a module that returns its input), and that node is read "
                     "later; fxcfp cannot follow an edit through an alias. Hint: write the edit "
-                    "out of place (z = z + y instead of z.add_(y), inplace=False)."
-                ), n)
+                    "out of place (z = z + y instead of z.add_(y), inplace=False).",
+                    fx_node=n)
 
     def _labelled(self, n: fx.Node, value: Any) -> Any:
         args, kwargs = self.fetch_args_kwargs_from_env(n)
         labels = self._label_of(n.args)
         kwarg_labels = self._label_of(dict(n.kwargs))
-        if not _has_tensor(value) or not (_any_label(labels) or _any_label(kwarg_labels)):
+        if not _has_tensor(value) or not (_has_tensor(labels) or _has_tensor(kwarg_labels)):
             # sizes, constants, and tensors made from them carry no producer channels
             self.labels[n] = None
             return value
         module = self.module.get_submodule(str(n.target)) if n.op == "call_module" else None
         rule = lookup_rule(n, module)
         if rule is None:
-            raise _tagged(UnsupportedOpError(
-                f"fxcfp.analyze: no channel rule for FX node {n.name!r}: {_op_name(n, self.module)}"
+            raise UnsupportedOpError(
+                f"{self.call}: no channel rule for FX node {n.name!r}: {describe_op(n, self.module)}"
                 f"{_module_path(n)}. fxcfp never treats an unknown op as identity. Hint: if the op "
                 "keeps channels apart, register it, e.g. fxcfp.register_channel_rule(<op>, "
-                "'pointwise' | 'passthrough' | 'shape' | 'reduce'), or pass a function rule."
-            ), n)
+                "'pointwise' | 'passthrough' | 'shape' | 'reduce'), or pass a function rule.",
+                fx_node=n)
         call = RuleCall(n, tuple(args), dict(kwargs), labels, kwarg_labels, value,
                         self._applier(n))
         try:
             self.labels[n] = rule(call)
         except NotExplainableError as err:
-            raise _tagged(UnsupportedModelError(
-                f"fxcfp.analyze: the model cannot be explained with Class Feature Pyramids: FX "
-                f"node {n.name!r} ({_op_name(n, self.module)}{_module_path(n)}): {err}."
-            ), n) from err
+            raise UnsupportedModelError(
+                f"{self.call}: the model cannot be explained with Class Feature Pyramids: FX "
+                f"node {n.name!r} ({describe_op(n, self.module)}{_module_path(n)}): {err}.",
+                fx_node=n) from err
         except (RuleError, RuntimeError, TypeError, IndexError) as err:
-            raise _failed(n, self.module, f"the channel rule cannot map it: {err}") from err
+            raise _failed(self.call, n, self.module,
+                          f"the channel rule cannot map it: {err}") from err
         return value
 
     def _applier(self, n: fx.Node) -> Any:
@@ -271,10 +250,10 @@ class _LabelInterpreter(fx.Interpreter):
     def _weighted(self, n: fx.Node, layer: WeightedLayer, value: torch.Tensor) -> None:
         source = self.env[self._input_node(n, layer)]
         label = self.labels.get(self._input_node(n, layer))
-        dim = layer.channel_dim % source.dim()
+        dim = input_channel_dim(layer.kind, source.dim())
         if source.shape[dim] != layer.in_channels:
             raise UnsupportedOpError(
-                f"fxcfp.analyze: layer {layer.name!r} (FX node {n.name!r}) reads {source.shape[dim]}"
+                f"{self.call}: layer {layer.name!r} (FX node {n.name!r}) reads {source.shape[dim]}"
                 f" channels but its weight expects {layer.in_channels}"
             )
         node_hops = self.hops[n]
@@ -303,28 +282,24 @@ def _per_channel(label: torch.Tensor | None, shape: torch.Size, dim: int) -> tor
     if label is None:
         return torch.full((channels, 1), NONE, dtype=torch.int64)
     moved = label.movedim(dim, 0)
-    flat = moved.reshape(moved.shape[0], -1).to(torch.int64)
-    # unique ids per row, vectorised: sort, blank repeats, sort again, trim the padding
-    ordered, _ = torch.sort(flat, dim=1, descending=True)
-    repeated = torch.zeros_like(ordered, dtype=torch.bool)
-    repeated[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
-    ordered, _ = torch.sort(ordered.masked_fill(repeated, NONE), dim=1, descending=True)
-    width = max(1, int((ordered != NONE).sum(1).max()))
-    table = ordered[:, :width].contiguous()
+    # every id anywhere in the channel, as one row of unique ids
+    table = dedupe(moved.reshape(moved.shape[0], -1).to(torch.int64))
+    width = table.shape[1]
     if table.shape[0] == 1 and channels > 1:
         table = table.expand(channels, width).clone()  # one label for all channels
     return table
 
 
 def annotate_channel_maps(gm: fx.GraphModule, *inputs: torch.Tensor,
-                          observe: Callable[[fx.Node, Any], None] | None = None
-                          ) -> fx.GraphModule:
+                          observe: Callable[[fx.Node, Any], None] | None = None,
+                          call: str = "fxcfp.analyze") -> fx.GraphModule:
     """Write CHANNEL_MAP into node.meta of every weighted layer, and OUTPUT_MAP on the output node:
     which producer kernels (or input channels) feed each channel through weight-free ops.
 
     ``observe(node, value)`` sees every node's real value as the pass runs the graph (the
-    analysis takes its first pooled inputs from it instead of running the model again)."""
-    interpreter = _LabelInterpreter(gm, observe)
+    analysis takes its first pooled inputs from it instead of running the model again);
+    ``call`` is the public call whose errors these are."""
+    interpreter = _LabelInterpreter(gm, observe, call)
     with torch.no_grad():
         output = interpreter.run(*inputs)
     out_node = next(n for n in gm.graph.nodes if n.op == "output")
@@ -332,7 +307,7 @@ def annotate_channel_maps(gm: fx.GraphModule, *inputs: torch.Tensor,
         got = (f"a tensor of shape {tuple(output.shape)}" if isinstance(output, torch.Tensor)
                else f"a {type(output).__name__}")
         raise UnsupportedModelError(
-            f"fxcfp.analyze: the model returned {got}; it must return N x classes logits (or "
+            f"{call}: the model returned {got}; it must return N x classes logits (or "
             "probabilities). Hint: wrap the model so that forward returns the classification "
             "logits only."
         )

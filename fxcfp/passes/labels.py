@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["NONE", "compact", "expand_full", "new_label", "union"]
+__all__ = ["NONE", "compact", "dedupe", "expand_full", "new_label", "union"]
 
 NONE = -1
 _DTYPE = torch.int32
@@ -34,10 +34,12 @@ def compact(label: torch.Tensor) -> torch.Tensor:
             first = label.narrow(dim, 0, 1)
             if bool((label == first).all()):
                 label = first
-    return _dedupe(label)
+    return dedupe(label)
 
 
-def _dedupe(label: torch.Tensor) -> torch.Tensor:
+def dedupe(label: torch.Tensor) -> torch.Tensor:
+    """Drop repeated and padding ids along the last (set) dimension, keeping at least one column:
+    ids sorted descending, ``NONE`` padding last."""
     if label.shape[-1] == 1:
         return label
     ordered, _ = torch.sort(label, dim=-1, descending=True)

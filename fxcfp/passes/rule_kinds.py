@@ -77,11 +77,19 @@ def pointwise(call: RuleCall) -> Any:
     return None
 
 
+def _first_labelled(pairs: list[tuple[torch.Tensor, torch.Tensor | None]]
+                    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    for value, label in pairs:
+        if label is not None:
+            return value, label
+    return None
+
+
 def passthrough(call: RuleCall) -> Any:
-    pairs = _all_pairs(call)
-    source, label = next(((v, lab) for v, lab in pairs if lab is not None), (None, None))
-    if label is None:
+    found = _first_labelled(_all_pairs(call))
+    if found is None:
         return None
+    source, label = found
     outputs = call.output if isinstance(call.output, (tuple, list)) else (call.output,)
     first = outputs[0]
     if not isinstance(first, torch.Tensor) or first.dim() != source.dim():
@@ -266,7 +274,7 @@ def attention_module(call: RuleCall) -> Any:
 
 def module_pad(call: RuleCall) -> Any:
     """A padding module: :func:`pad` with the module's widths and mode."""
-    module = call.node.graph.owning_module.get_submodule(call.node.target)
+    module: Any = call.apply  # the padding module itself
     if isinstance(module, nn.modules.padding._ConstantPadNd):
         mode = "constant"
     elif isinstance(module, nn.modules.padding._ReflectionPadNd):

@@ -4,6 +4,8 @@ An op is named the way an FX node calls it: a function (``torch.cat``, ``F.relu`
 ``operator.add``), a ``torch.ops.aten`` packet by name (the ops of a ``torch.export`` graph; a name
 this torch build lacks is skipped), a tensor method name, or a module class (matched through its
 bases, so ``_MaxPoolNd`` covers every ``MaxPool*d``). An aten op tagged pointwise needs no row.
+Some ``torch.nn.functional`` names are the ``torch`` function itself (``F.relu_ is torch.relu_``):
+each op is listed once.
 
 Rows are read once, in order, by :mod:`fxcfp.passes.registry`; add rules for your own ops with
 :func:`fxcfp.register_channel_rule`, not here.
@@ -64,7 +66,7 @@ DEFAULT_RULES: tuple[RuleRow, ...] = (
             torch.relu, torch.exp, torch.log, torch.sqrt, torch.rsqrt, torch.abs, torch.clamp,
             torch.clip, torch.where, torch.maximum, torch.minimum, torch.square,
             torch.reciprocal, torch.erf, torch.sign, torch.sin, torch.cos, torch.addcmul,
-            torch.addcdiv, torch.lerp, torch.sigmoid_, torch.relu_,
+            torch.addcdiv, torch.lerp, torch.sigmoid_,
             F.relu, F.relu6, F.gelu, F.silu, F.mish, F.elu, F.selu, F.celu, F.leaky_relu,
             F.hardswish, F.hardsigmoid, F.hardtanh, F.sigmoid, F.tanh, F.softplus, F.softsign,
             F.tanhshrink, F.logsigmoid, F.prelu, F.threshold, F.relu_, F.hardtanh_, F.elu_,
@@ -112,8 +114,8 @@ DEFAULT_RULES: tuple[RuleRow, ...] = (
             F.adaptive_max_pool2d, F.adaptive_max_pool3d, F.lp_pool1d, F.lp_pool2d,
             F.interpolate, F.upsample, F.softmax, F.log_softmax, F.softmin, torch.softmax,
             torch.log_softmax, torch.max_pool1d, torch.max_pool2d, torch.max_pool3d,
-            torch.avg_pool1d, torch.adaptive_avg_pool1d, torch.batch_norm, torch.layer_norm,
-            torch.group_norm, torch.dropout, torch.clone, torch.detach,
+            torch.batch_norm, torch.layer_norm, torch.group_norm, torch.dropout, torch.clone,
+            torch.detach,
         ),
         aten=(
             "batch_norm", "_native_batch_norm_legit_no_training", "native_batch_norm",
@@ -155,7 +157,7 @@ DEFAULT_RULES: tuple[RuleRow, ...] = (
             torch.tensor_split, torch.unbind, torch.select, torch.index_select, torch.roll,
             torch.flip, torch.tile, torch.repeat_interleave, torch.t, torch.hstack,
             torch.vstack, torch.broadcast_to, F.pixel_shuffle, F.pixel_unshuffle,
-            F.channel_shuffle, torch.channel_shuffle, operator.getitem,
+            F.channel_shuffle, operator.getitem,
         ),
         aten=(
             "view", "reshape", "_unsafe_view", "permute", "transpose", "t", "flatten",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import fx
+from torch import fx, nn
 
 __all__ = ["aten_op", "describe_op"]
 
@@ -20,7 +20,7 @@ def aten_op(name: str, overload: str | None = None) -> Any:
     return packet if overload is None else getattr(packet, overload, None)
 
 
-def describe_op(node: fx.Node, gm: fx.GraphModule) -> str:
+def describe_op(node: fx.Node, gm: nn.Module) -> str:
     """The op of ``node`` as a user reads it: ``module 'layer1.0' (BasicBlock)``,
     ``method Tensor.view``, ``function torch.nn.functional.relu``."""
     if node.op == "call_module":

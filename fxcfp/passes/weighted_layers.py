@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
 from .._errors import UnsupportedOpError
-from .targets import aten_op
+from .targets import aten_op, describe_op
 
-__all__ = ["WEIGHTED_LAYER", "WeightedLayer", "annotate_weighted_layers", "layer_weight",
-           "weight_version"]
+__all__ = ["WEIGHTED_LAYER", "WeightedLayer", "annotate_weighted_layers", "input_channel_dim",
+           "layer_weight", "weight_version"]
 
 WEIGHTED_LAYER = "fxcfp.weighted_layer"
 
@@ -46,9 +46,14 @@ class WeightedLayer:
     out_channels: int
     weight_transposed: bool = False
 
-    @property
-    def channel_dim(self) -> int:
-        return 1 if self.kind == "conv" else -1
+
+
+def input_channel_dim(kind: Literal["conv", "linear"], ndim: int) -> int:
+    """The dim of a layer's ``ndim`` input that holds its channels, non-negative (the one
+    definition, for the passes and the plan): 1 for a convolution (``N x C x ...``), the last
+    for a linear layer (``N x ... x features``: a linear layer reads its last dim whatever the
+    rank)."""
+    return 1 if kind == "conv" else ndim - 1
 
 
 _CONV_FUNCTIONS = {
@@ -76,14 +81,19 @@ def _arg(node: fx.Node, index: int, name: str, default: Any = None) -> Any:
     return node.kwargs.get(name, default)
 
 
+def _input_name(value: Any) -> str:
+    """The name of the node a layer reads (its input is always a node of the graph)."""
+    return cast(fx.Node, value).name
+
+
 def _parameter(gm: fx.GraphModule, node: Any) -> str | None:
     """Qualified name of the parameter that ``node`` reads, if it reads one directly."""
     if isinstance(node, fx.Node) and node.op == "get_attr":
         try:
-            gm.get_parameter(node.target)
+            gm.get_parameter(str(node.target))
         except AttributeError:
             return None
-        return node.target
+        return str(node.target)
     return None
 
 
@@ -110,9 +120,9 @@ def _owner_name(gm: fx.GraphModule, weight: str, node: fx.Node, model: nn.Module
     return node.name
 
 
-def _unsupported(node: fx.Node, why: str) -> UnsupportedOpError:
+def _unsupported(call: str, node: fx.Node, gm: fx.GraphModule, why: str) -> UnsupportedOpError:
     return UnsupportedOpError(
-        f"fxcfp.analyze: FX node {node.name!r} ({node.op} {_target_name(node)}) {why}. "
+        f"{call}: FX node {node.name!r} ({describe_op(node, gm)}) {why}. "
         "Hint: fxcfp explains convolutions and linear layers whose weight is a model parameter; "
         "make the weight an nn.Parameter, or mark the enclosing module a leaf and register a "
         "channel rule for it with fxcfp.register_channel_rule."
@@ -128,10 +138,10 @@ def _stack_owner(node: fx.Node) -> str | None:
     return None
 
 
-def _transposed(node: fx.Node, layer: str | None) -> UnsupportedOpError:
+def _transposed(call: str, node: fx.Node, layer: str | None) -> UnsupportedOpError:
     where = f"layer {layer!r} (FX node {node.name!r})" if layer else f"FX node {node.name!r}"
     return UnsupportedOpError(
-        f"fxcfp.analyze: {where} is a transposed convolution. Class Feature Pyramids back-steps "
+        f"{call}: {where} is a transposed convolution. Class Feature Pyramids back-steps "
         "a class through the convolutions and linear layers of a classifier; a transposed "
         "convolution scatters each input position over many outputs (it up-samples, as in "
         "decoders and segmentation heads), and the method defines no gate for it. Hint: "
@@ -140,41 +150,34 @@ def _transposed(node: fx.Node, layer: str | None) -> UnsupportedOpError:
     )
 
 
-def _target_name(node: fx.Node) -> str:
-    target = node.target
-    if isinstance(target, str):
-        return target
-    return getattr(target, "__name__", None) or str(target)
-
-
-def _describe(node: fx.Node, gm: fx.GraphModule, model: nn.Module | None) -> WeightedLayer | None:
+def _describe(node: fx.Node, gm: fx.GraphModule, call: str) -> WeightedLayer | None:
     if node.op == "call_module":
-        module = gm.get_submodule(node.target)
+        path = str(node.target)  # a call_module target is the module's path
+        module = gm.get_submodule(path)
         if isinstance(module, _TRANSPOSED_CONV_MODULES):
-            raise _transposed(node, node.target)
+            raise _transposed(call, node, path)
         if isinstance(module, nn.modules.conv._ConvNd):
-            return WeightedLayer(node.target, "conv", f"{node.target}.weight",
-                                 node.args[0].name, module.groups, module.in_channels,
-                                 module.out_channels)
+            return WeightedLayer(path, "conv", f"{path}.weight", _input_name(node.args[0]),
+                                 module.groups, module.in_channels, module.out_channels)
         if isinstance(module, nn.Linear):
-            return WeightedLayer(node.target, "linear", f"{node.target}.weight",
-                                 node.args[0].name, 1, module.in_features, module.out_features)
+            return WeightedLayer(path, "linear", f"{path}.weight", _input_name(node.args[0]), 1,
+                                 module.in_features, module.out_features)
         return None
     if node.op != "call_function":
         return None
     target = node.target
     if target in _TRANSPOSED_CONV_FUNCTIONS:
-        raise _transposed(node, _stack_owner(node))
+        raise _transposed(call, node, _stack_owner(node))
     if target in _CONV_FUNCTIONS or target in _CONVOLUTION or target in _LINEAR_FUNCTIONS:
         weight_node = _arg(node, 1, "weight")
         if target in _CONVOLUTION and _arg(node, 6, "transposed", False):
-            raise _transposed(node, _stack_owner(node))
+            raise _transposed(call, node, _stack_owner(node))
         weight = _parameter(gm, weight_node)
         if weight is None:
             owner = _stack_owner(node)
             layer = f"layer {owner!r} (FX node {node.name!r})" if owner else f"FX node {node.name!r}"
             raise UnsupportedOpError(
-                f"fxcfp.analyze: {layer} ({_target_name(node)}) convolves with a weight that is "
+                f"{call}: {layer} ({describe_op(node, gm)}) convolves with a weight that is "
                 "computed in forward, not a model parameter: a parametrization (weight_norm, "
                 "spectral_norm, torch.nn.utils.parametrize) or a pruning mask inlined by "
                 "torch.export, or a weight made from the input. Hint: fxcfp reads such weights "
@@ -184,34 +187,39 @@ def _describe(node: fx.Node, gm: fx.GraphModule, model: nn.Module | None) -> Wei
         shape = gm.get_parameter(weight).shape
         if target in _LINEAR_FUNCTIONS:
             return WeightedLayer(node.name, "linear", weight,
-                                 node.args[0].name, 1, shape[1], shape[0])
+                                 _input_name(node.args[0]), 1, shape[1], shape[0])
         groups = _arg(node, 8, "groups", 1) if target in _CONVOLUTION else _arg(node, 6, "groups", 1)
-        return WeightedLayer(node.name, "conv", weight, node.args[0].name, int(groups),
+        return WeightedLayer(node.name, "conv", weight, _input_name(node.args[0]), int(groups),
                              shape[1] * int(groups), shape[0])
     if target in _ADDMM or target in _MM:
         mat1, mat2 = (node.args[1], node.args[2]) if target in _ADDMM else node.args[:2]
         weight = _transposed_parameter(gm, mat2)
         if weight is not None:
             shape = gm.get_parameter(weight).shape
-            return WeightedLayer(node.name, "linear", weight, mat1.name, 1, shape[1], shape[0],
+            return WeightedLayer(node.name, "linear", weight, _input_name(mat1), 1, shape[1], shape[0],
                                  weight_transposed=False)
         weight = _parameter(gm, mat2)
         if weight is not None:
             # x @ W with W stored in x out
             shape = gm.get_parameter(weight).shape
-            return WeightedLayer(node.name, "linear", weight, mat1.name, 1, shape[0], shape[1],
+            return WeightedLayer(node.name, "linear", weight, _input_name(mat1), 1, shape[0], shape[1],
                                  weight_transposed=True)
         return None
     if target is operator.matmul and _parameter(gm, node.args[1]) is not None:
-        raise _unsupported(node, "multiplies by a parameter matrix with `@`; use nn.Linear")
+        raise _unsupported(call, node, gm,
+                           "multiplies by a parameter matrix with `@`; use nn.Linear")
     return None
 
 
-def annotate_weighted_layers(gm: fx.GraphModule, model: nn.Module | None = None) -> fx.GraphModule:
-    """Write WEIGHTED_LAYER into node.meta of every convolution and linear layer of ``gm``."""
+def annotate_weighted_layers(gm: fx.GraphModule, model: nn.Module | None = None, *,
+                             call: str = "fxcfp.analyze") -> fx.GraphModule:
+    """Write WEIGHTED_LAYER into node.meta of every convolution and linear layer of ``gm``.
+
+    ``model`` (the traced module) names a functional call after the module that owns its
+    weight; ``call`` is the public call whose errors these are."""
     seen: dict[str, int] = {}
     for node in gm.graph.nodes:
-        layer = _describe(node, gm, model)
+        layer = _describe(node, gm, call)
         if layer is None:
             continue
         if node.op == "call_function" and model is not None:

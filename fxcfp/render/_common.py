@@ -19,6 +19,7 @@ import networkx as nx
 import numpy as np
 import torch
 
+from fxcfp._defaults import ANIMATION_FPS
 from fxcfp._errors import InvalidArgumentError, InvalidTypeError
 from fxcfp._evidence import DEFAULT_MAPS, MAP_MODE_HELP, check_choice
 
@@ -35,7 +36,7 @@ MAP_MODES = ("evidence", "paper")
 # what the figures' titles call each mode
 MODE_WORDS = {"evidence": "evidence maps", "paper": "paper maps"}
 # frames per second of every animation (a 16-frame clip loops in 2 s)
-FPS = 8
+FPS = ANIMATION_FPS
 
 
 class Level(Protocol):

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from fxcfp._defaults import ANIMATION_FPS
 from fxcfp._errors import InvalidArgumentError, InvalidTypeError
 from fxcfp.render.frames import check_frames
 
@@ -78,7 +79,7 @@ def save_frames_png(
     return paths
 
 
-def save_gif(frames: np.ndarray, path: str | os.PathLike[str], *, fps: float = 8) -> Path:
+def save_gif(frames: np.ndarray, path: str | os.PathLike[str], *, fps: float = ANIMATION_FPS) -> Path:
     """Write frames as a GIF that loops forever and return its path.
 
     See :func:`gif_bytes` for how frames are encoded.
@@ -89,7 +90,7 @@ def save_gif(frames: np.ndarray, path: str | os.PathLike[str], *, fps: float = 8
     return path
 
 
-def gif_bytes(frames: np.ndarray, *, fps: float = 8) -> bytes:
+def gif_bytes(frames: np.ndarray, *, fps: float = ANIMATION_FPS) -> bytes:
     """Encode ``T x H x W x 3`` ``uint8`` frames as a GIF that loops forever.
 
     All frames share one 256-colour palette, found once over the whole clip (fast octree), which
@@ -126,7 +127,7 @@ def gif_bytes(frames: np.ndarray, *, fps: float = 8) -> bytes:
     return buffer.getvalue()
 
 
-def save_mp4(frames: np.ndarray, path: str | os.PathLike[str], *, fps: float = 8) -> Path:
+def save_mp4(frames: np.ndarray, path: str | os.PathLike[str], *, fps: float = ANIMATION_FPS) -> Path:
     """Write frames as an H.264 (yuv420p) MP4 that browsers and players open, and return its path.
 
     yuv420p halves the chroma resolution, so odd widths or heights are padded by one pixel,

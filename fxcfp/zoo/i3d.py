@@ -29,6 +29,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -157,8 +159,7 @@ class I3D(nn.Module):
     def _init_weights(self) -> None:
         init_conv_bn(self, lambda w: nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu"))
         nn.init.normal_(self.logits.weight, std=0.01)
-        assert self.logits.bias is not None  # nn.Conv3d has a bias unless told otherwise
-        nn.init.zeros_(self.logits.bias)
+        nn.init.zeros_(cast(torch.Tensor, self.logits.bias))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.MaxPool3d_2a_3x3(self.Conv3d_1a_7x7(x))

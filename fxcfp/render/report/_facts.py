@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fxcfp._defaults import TOP_CLASSES as DEFAULT_TOP_CLASSES
 from fxcfp._errors import InvalidArgumentError, InvalidTypeError
 from fxcfp.render._common import PyramidLike
 
@@ -18,7 +19,7 @@ __all__ = ["RANDOM_WEIGHTS", "TOP_CLASSES", "asked", "banner", "class_names", "c
 
 # the banner a report of an untrained model carries, whatever it is mailed on as
 RANDOM_WEIGHTS = "random weights — not an explanation of a trained model"
-TOP_CLASSES = 5  # the prediction lists this many classes
+TOP_CLASSES = DEFAULT_TOP_CLASSES  # the prediction lists this many classes
 _BAR_WIDTH = 160  # a probability of 1 as a bar, px
 
 
