@@ -134,7 +134,9 @@ class FakePyramid:
         yy = np.linspace(0, 1, h)[None, :, None]
         xx = np.linspace(0, 1, w)[None, None, :]
         blob = (0.3 + 0.7 * times) * np.exp(-((yy - cy) ** 2 + (xx - cx - 0.2 * times) ** 2) / 0.02)
-        blob = (blob - blob.min()) / (blob.max() - blob.min())
+        span = blob.max() - blob.min()
+        # min-max normalised; a one-value map (a 1 x 1 x 1 slow pathway) is its own peak
+        blob = (blob - blob.min()) / span if span > 0 else np.ones_like(blob)
         return torch.from_numpy(blob.astype(np.float32).reshape(shape))
 
     def layer_map(self, layer: str, *, upsample: bool = False,
