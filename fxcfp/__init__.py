@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from ._analyzer import Analyzer, analyze, analyze_batch
     from ._io import PyramidFileError, SavedPyramid, load_pyramid
     from ._pyramid import LayerSelection, Pyramid
-    from .passes.rules import RuleCall, register_channel_rule
+    from .passes.registry import register_channel_rule
+    from .passes.rules import RuleCall
 
 # The analysis needs torch, which takes seconds to import; the command line checks its paths
 # before that, so the names that need torch are imported on first use (PEP 562).
@@ -50,7 +51,7 @@ _LAZY = {
     "LayerSelection": "._pyramid",
     "Pyramid": "._pyramid",
     "RuleCall": ".passes.rules",
-    "register_channel_rule": ".passes.rules",
+    "register_channel_rule": ".passes.registry",
 }
 
 

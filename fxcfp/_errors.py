@@ -18,6 +18,8 @@ __all__ = [
     "UnsupportedModelError",
     "GraphTooLargeError",
     "ModelCallError",
+    "RuleError",
+    "NotExplainableError",
 ]
 
 
@@ -66,6 +68,17 @@ class GraphTooLargeError(FxcfpError):
 class ModelCallError(FxcfpError, RuntimeError):
     """The model itself raised while running on the clip (a clip of a size it cannot take, a
     wrong number of channels); the message names the FX node where it happened."""
+
+
+class RuleError(Exception):
+    """Raised by a channel rule that recognises its op but cannot map this use of it; the
+    channel-map pass turns it into an :class:`UnsupportedOpError` naming the node. Not an
+    :class:`FxcfpError`: it never leaves fxcfp."""
+
+
+class NotExplainableError(RuleError):
+    """Raised by a channel rule whose op puts the whole model outside the method (attention);
+    the channel-map pass turns it into an :class:`UnsupportedModelError` naming the node."""
 
 
 _SHAPE_WORDS = ("shape", "size", "dimension", "channels", "expected input", "mat1 and mat2",

@@ -1,5 +1,5 @@
 """Evidence maps: the pyramid's selected channels, each voxel weighted by its own first-order
-contribution to the class score.
+contribution to the class's margin over its rivals.
 
 The paper's maps (SPEC "Kernel-wise map", "Layer-wise map") sum the *activations* of the selected
 channels. Measured on clips whose evidence is known (issue #12: a residual 3D CNN trained on a
@@ -7,33 +7,58 @@ moving square among static distractors), they are indistinguishable from the pla
 activation, the same for every class (Spearman 1.000 between the maps of two classes from the stem
 to the middle block) and unchanged when the classifier is re-initialised (rho >= 0.999): they show
 where a layer fires, not what the class reads. Keeping the pyramid's selection and counts but
-weighting each voxel by ``dy/dA * A`` — the first-order Taylor term of that voxel's share of the
-score — beat Grad-CAM 1.2-4.8x in energy inside the evidence in the lower layers and passed the
-randomisation test (|rho| <= 0.12) in the same measurement.
+weighting each voxel by ``ds/dA * A`` — the first-order Taylor term of that voxel's share of a
+class score ``s`` — fixes most of that with one backward pass.
+
+The score. For one pyramid of class ``c``, with ``y`` the model's output::
+
+    s = y_c - sum over k != c of q_k * y_k,   q = softmax of the other classes' logits (constant)
+
+the class's margin over its rivals, each weighted by how likely the model finds it. Its gradient
+is ``d log p_c / (1 - p_c)``: the direction of the log-probability without its scale, which
+vanishes for a confident class (in float32 it rounds to zero and would leave only the rivals'
+part). Two reasons for it over the plain logit ``y_c``:
+
+- it is *softmax-neutral*: adding one vector to every row of the classifier (``W -> W - mean W``,
+  which changes no probability) changes no ``s``, so no gradient and no evidence product;
+- evidence every class shares — the same-coloured distractors, the texture — raises ``y_c`` and
+  the rivals' logits alike and cancels, so what is left is what tells ``c`` from the classes it
+  competes with. A contrastive pyramid ("why ``A`` and not ``B``") is the special case with all of
+  ``q`` on ``B``: ``s = y_A - y_B``.
 
 For one pyramid, with ``A`` the activation a layer's maps are drawn on (its input, or the pre-pool
-tensor for a classifier: ``LayerInfo.map_node``) and ``G = d y / d A`` the gradient of the score
-``y`` (the target's output; ``y_target - y_contrast`` for a contrastive pyramid) at that tensor:
+tensor for a classifier: ``LayerInfo.map_node``) and ``G = ds/dA`` at that tensor:
 
 - evidence kernel map of ``(l, j)``: ``relu(mean over passing i of G[i] * A[i])``;
 - evidence layer map of ``l``: ``relu(sum over passing (j, i) of G[i] * A[i])``, a channel counted
-  once per kernel that selected it, as in the paper's layer map.
+  once per kernel that selected it, as in the paper's layer map. The products are signed; only the
+  sum is rectified, as Grad-CAM keeps the positive part of its sum.
 
-Measured with ``fxcfp.eval`` (the synthetic benchmark with ground-truth evidence masks: a small
-residual 3D CNN, 95% held-out accuracy; 24 held-out clips, threshold 0.6, every weighted layer;
-means, 95% bootstrap intervals in the run's output), evidence against Grad-CAM at the same tensor:
+Measured with ``fxcfp.eval`` (``benchmarks/faithfulness.py``: the synthetic benchmark with
+ground-truth evidence masks, a small residual 3D CNN at 99.6% held-out accuracy, 64 held-out
+clips, 16 for randomisation; threshold 0.6; the tables with 95% intervals are in
+``benchmarks/RESULTS.md``), against Grad-CAM on the same tensor:
 
-- energy inside the evidence: 0.333 vs 0.110 (stem), 0.343 vs 0.077, 0.187 vs 0.075 (block 1),
-  0.185 vs 0.066, 0.144 vs 0.135, 0.197 vs 0.066 (block 2 and its shortcut), 0.094 vs 0.096,
-  0.059 vs 0.061 (block 3), 0.072 vs 0.075 (the classifier, on the pre-pool tensor): at least
-  0.96x Grad-CAM at every layer, 2.2x on average; the paper's maps are 0.035-0.096, like the
-  plain mean activation;
-- pointing game: 0.31-0.70, at least Grad-CAM's at every convolutional layer (0.17-0.66), 0.93x
-  at the classifier;
-- class sensitivity (Spearman of the maps of the top class and the runner-up): 0.12-0.49 at the
-  convolutional layers (paper: 0.52-1.00), 0.80 at the classifier (Grad-CAM 0.44);
-- cascading randomisation, classifier re-initialised: |rho| <= 0.23 at every convolutional layer
-  (paper: 0.55-1.00); at every later stage <= 0.17 at the convolutional layers.
+- energy inside the evidence: 1.00x Grad-CAM at the last convolution (b3.b: 0.043 vs 0.043;
+  with the plain logit ``y_c`` 0.036, 0.84x), 2.06x on average over the convolutional layers;
+  the class level 0.076 (CAM 0.076; logit 0.074);
+- pointing game: at least 0.93x Grad-CAM's at every convolutional layer, 1.33x on average;
+- class sensitivity (Spearman of the maps of the class and the runner-up): -0.72 to -0.32 at
+  the convolutional layers and 0.02 at the classifier (logit: 0.20-0.38, and 0.88). Partly by
+  construction: the runner-up's rival is mostly the class itself, so its margin is nearly the
+  class's with the sign flipped and the two maps are close to complementary;
+- cascading randomisation, only the classifier re-initialised: |rho| <= 0.09 at every
+  convolutional layer (logit: <= 0.11).
+
+Centring the logits on their plain mean instead (``q`` uniform) changed nothing measurable on 12
+clips (b3.b 0.035, classifier sensitivity 0.96): the rival that matters is the runner-up, which
+a uniform mean dilutes. What the score does not fix: after the classifier is re-initialised the
+class level still correlates at rho 0.93 with the trained one's (Grad-CAM 0.04). It draws the
+3-5 channels the root selects, and the paper's root score ``pooled activation x weight`` favours
+the strongest channels whatever the weights: the re-initialised root shares a channel with the
+trained one on 12 of 16 clips (Jaccard 0.16), and a few strong channels dominate the sum (on
+one clip the roots {14, 17, 20} and {4, 17} draw pictures at rho 0.95).
+CAM and Grad-CAM change because they draw every channel with a signed weight.
 
 The products ``G[i] * A[i]`` of every requested map node come from one forward and one backward
 pass through the traced graph (:func:`record_evidence`), with the gradient taken with
@@ -48,11 +73,29 @@ from typing import Any
 import torch
 from torch import fx
 
-__all__ = ["DEFAULT_MAPS", "record_evidence"]
+from ._errors import InvalidArgumentError
+
+__all__ = ["DEFAULT_MAPS", "MAP_MODE_HELP", "check_choice", "record_evidence", "rival_margin"]
 
 # what the pictures (render_pyramid, write_report, fxcfp explain) draw unless asked otherwise:
 # the mode the faithfulness measurements support; the library's map methods keep "paper"
 DEFAULT_MAPS = "evidence"
+# every map mode with what it draws: the words an error offers the choices in
+MAP_MODE_HELP = {
+    "paper": "SPEC's maps: the selected channels' activations",
+    "evidence": "the same channels, each voxel weighted by its contribution to the class's "
+                "margin over its rivals",
+}
+
+
+def check_choice(call: str, option: str, value: Any, kind: str, choices: dict[str, str]) -> str:
+    """``value`` when it names one of ``choices``; otherwise an error naming the call, the
+    option and every choice with what it does (map modes, gates and the pictures' ``maps=``
+    are all checked here, so their messages read alike)."""
+    if not isinstance(value, str) or value not in choices:
+        ways = " or ".join(f"{option}={name!r} ({why})" for name, why in choices.items())
+        raise InvalidArgumentError(f"{call}: {option}={value!r} is not {kind}; use {ways}")
+    return value
 
 
 class _Recorder(fx.Interpreter):
@@ -73,6 +116,35 @@ class _Recorder(fx.Interpreter):
         return value
 
 
+def rival_margin(output: torch.Tensor, targets: list[int], contrasts: list[int | None]
+                 ) -> torch.Tensor:
+    """Each row's class margin over its rivals, ``y_c - sum_{k != c} q_k y_k`` (see the module's
+    docstring), summed over the rows: rows are independent in eval mode, so one backward of the
+    sum gives every row's gradient.
+
+    Args:
+        output: ``rows x classes`` logits inside the autograd graph.
+        targets: the class of each row.
+        contrasts: per row, ``None`` (the rivals weighted by their softmax) or the one class
+            the target is contrasted with.
+    """
+    rows = torch.arange(len(targets), device=output.device)
+    wanted = torch.tensor(targets, device=output.device)
+    with torch.no_grad():
+        # q is held constant: the softmax of the other classes (the target masked out)
+        logits = output.detach().float()
+        mine = torch.zeros_like(logits, dtype=torch.bool)
+        mine[rows, wanted] = True
+        q = logits.masked_fill(mine, -torch.inf).softmax(1)
+        if logits.shape[1] == 1:  # one class has no rival: the margin is the logit itself
+            q = torch.zeros_like(logits)
+        for row, other in enumerate(contrasts):
+            if other is not None:
+                q[row] = 0
+                q[row, other] = 1
+    return (output[rows, wanted] - (q.to(output.dtype) * output).sum(1)).sum()
+
+
 def _leaf(x: torch.Tensor) -> torch.Tensor:
     # the clip is a leaf that needs a gradient, so the graph exists even for a frozen model
     leaf = x.detach().clone()
@@ -89,8 +161,8 @@ def record_evidence(gm: fx.GraphModule, inputs: list[torch.Tensor],
         inputs: the inputs the graph is called with.
         requests: ``node -> channel dim -> channel ids``.
         sample: the batch row explained.
-        target: the class whose score ``y`` is differentiated.
-        contrast: ``None``, or a class whose score is subtracted from ``y``.
+        target: the class whose margin over its rivals (:func:`rival_margin`) is differentiated.
+        contrast: ``None``, or the one rival (a contrastive pyramid: ``y_target - y_contrast``).
 
     Returns:
         ``(node, dim) -> channels x ...`` float tensors on the host, channels first.
@@ -102,9 +174,7 @@ def record_evidence(gm: fx.GraphModule, inputs: list[torch.Tensor],
         output = recorder.run(*[_leaf(x) for x in inputs])
         if isinstance(output, (tuple, list)):
             output = output[0]  # torch.export returns a one-tuple
-        score = output[sample, target]
-        if contrast is not None:
-            score = score - output[sample, contrast]
+        score = rival_margin(output[sample: sample + 1], [target], [contrast])
         names = [name for name in requests if name in recorder.kept]
         kept = [recorder.kept[name] for name in names]
         grads = torch.autograd.grad(score, kept, allow_unused=True) if kept else ()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import networkx as nx
 import numpy as np
@@ -14,7 +14,7 @@ import torch
 from . import _fused
 from ._backstep import UNREACHED, LayerTensors, gate, normalised
 from ._errors import GraphTooLargeError, InvalidArgumentError
-from ._evidence import record_evidence
+from ._evidence import MAP_MODE_HELP, check_choice, record_evidence
 from ._files import atomic_write, dump_json
 from ._maps import temporal_profile, upsample
 
@@ -30,13 +30,7 @@ _CACHES = {"paper": "_activation_cache", "evidence": "_evidence_cache"}
 
 
 def _check_mode(call: str, mode: Any) -> MapMode:
-    if not isinstance(mode, str) or mode not in MAP_MODES:
-        raise InvalidArgumentError(
-            f"{call}: mode={mode!r} is not a map mode; use mode='paper' (SPEC's maps: the "
-            "selected channels' activations) or mode='evidence' (the same channels weighted by "
-            "each voxel's contribution to the class score)"
-        )
-    return mode
+    return cast(MapMode, check_choice(call, "mode", mode, "a map mode", MAP_MODE_HELP))
 
 
 @dataclass(frozen=True)
@@ -405,7 +399,7 @@ class Pyramid:
         made of. The maps call this themselves; call it first when drawing many levels.
 
         ``mode="paper"``: one targeted forward keeping the passing input channels.
-        ``mode="evidence"``: one forward and one backward keeping ``dy/dA * A`` of the passing
+        ``mode="evidence"``: one forward and one backward keeping ``ds/dA * A`` of the passing
         channels (see :mod:`fxcfp._evidence`). Only one clip's passing channels are kept, on
         the host.
         """
@@ -455,7 +449,7 @@ class Pyramid:
     def _weighted_sum(self, index: int, channels: np.ndarray, weights: np.ndarray,
                       mode: MapMode) -> torch.Tensor:
         """``sum_k weights[k] * X[channels[k]]``, with ``X`` the captured activations (paper) or
-        ``dy/dA * A`` (evidence, then rectified): one matrix-vector product, no copy."""
+        ``ds/dA * A`` (evidence, then rectified): one matrix-vector product, no copy."""
         key = self._source_key(index)
         cache = self.__dict__.get(_CACHES[mode], {})
         if key not in cache or not np.isin(channels, cache[key][0]).all():
@@ -485,9 +479,11 @@ class Pyramid:
             kernel: one of that layer's selected kernels that was expanded.
             upsample: resize to the clip's ``T x H x W`` (cubic spline, scaled to [0, 1]).
             mode: ``"paper"`` (SPEC): the mean of the kernel's passing input channels.
-                ``"evidence"``: ``relu(mean over passing i of dy/dA[i] * A[i])``, each voxel
-                weighted by its first-order contribution to the class score ``y`` (the
-                target's output, minus the contrast class's for a contrastive pyramid); see
+                ``"evidence"``: ``relu(mean over passing i of ds/dA[i] * A[i])``, each voxel
+                weighted by its first-order contribution to the class's margin over its
+                rivals, ``s = y_target - sum_{k != target} q_k y_k`` with ``q`` the softmax of
+                the other logits (all of it on the contrast class for a contrastive pyramid):
+                softmax-neutral, and evidence every class shares cancels. See
                 :mod:`fxcfp._evidence` for why and what was measured.
 
         Returns:
@@ -513,9 +509,9 @@ class Pyramid:
 
         ``mode="paper"`` (SPEC): the sum over passing ``(kernel, channel)`` pairs of the
         channel's activation, so a channel counts once per kernel that selected it.
-        ``mode="evidence"``: ``relu(sum over passing (j, i) of dy/dA[i] * A[i])``, the same
-        channels and counts with each voxel weighted by its contribution to the class score
-        (see :meth:`kernel_map`). ``upsample`` as in :meth:`kernel_map`.
+        ``mode="evidence"``: ``relu(sum over passing (j, i) of ds/dA[i] * A[i])``, the same
+        channels and counts with each voxel weighted by its contribution to the class's margin
+        over its rivals ``s`` (see :meth:`kernel_map`). ``upsample`` as in :meth:`kernel_map`.
         """
         mode = _check_mode("Pyramid.layer_map", mode)
         index = self._layer(layer)

@@ -253,3 +253,22 @@ def test_layers_without_a_one_to_one_tensor_upstream_keep_maps_without_location(
             layers[name].input_node, layers[name].channel_dim)
         assert torch.equal(pyramid.layer_map(name, upsample=True), torch.zeros(4, 8, 8))
     assert float(pyramid.layer_map("squeeze", upsample=True).max()) == 1.0
+
+
+def test_temporal_profile_of_an_image_map_is_one_frame_not_one_per_row():
+    heat = torch.zeros(224, 224)
+    heat[10, 20] = 1.0
+    assert torch.equal(temporal_profile(heat), torch.ones(1))
+    assert torch.equal(temporal_profile(torch.zeros(224, 224)), torch.zeros(1))
+    # numpy maps (what render draws) give the same profile as tensors
+    clip = np.random.default_rng(0).random((5, 4, 4)).astype(np.float32)
+    assert torch.equal(temporal_profile(clip), temporal_profile(torch.from_numpy(clip)))
+
+
+def test_temporal_profile_of_a_2d_pyramid_has_one_entry():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 4, 3, padding=1),
+                          nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+    pyramid = fxcfp.analyze(model, torch.randn(3, 24, 24), threshold=0.3)
+    for level in pyramid.layers:
+        assert pyramid.temporal_profile(level.name).shape == (1,)

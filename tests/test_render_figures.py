@@ -98,3 +98,28 @@ def test_pyramid_figure_of_one_level() -> None:
 def test_bad_figure_arguments_say_what_to_fix(call, error, words) -> None:
     with pytest.raises(error, match=words):
         call()
+
+
+def _ink_rows(image: np.ndarray, columns: slice) -> np.ndarray:
+    """The rows of ``image`` where the given columns hold text (ink darker than light grey)."""
+    return np.flatnonzero((image[:, columns].max(axis=-1) < 200).any(axis=1))
+
+
+def test_labels_are_legible_at_full_size():
+    # a capital's ink spans at least 11 px (the old 13 px font: 9 px, read as ~6 px in the docs)
+    sheet = contact_sheet([("HH", np.full((4, 40, 40, 3), 255, np.uint8))], columns=2)
+    rows = _ink_rows(sheet, slice(0, 30))
+    assert rows.size and rows.max() - rows.min() + 1 >= 11
+    figure = pyramid_figure([("HH", np.full((40, 40, 3), 255, np.uint8))])
+    rows = _ink_rows(figure, slice(figure.shape[1] - 40, figure.shape[1]))
+    assert rows.size and rows.max() - rows.min() + 1 >= 11
+
+
+def test_an_image_models_contact_sheet_has_no_frame_numbers():
+    white = np.full((2, 16, 16, 3), 255, np.uint8)
+    one = contact_sheet([("a", white[:1])], columns=2)
+    two = contact_sheet([("a", white)], columns=2)
+    # the header row of "t=..." numbers is left out for one frame
+    assert one.shape[0] < two.shape[0]
+    assert _ink_rows(one, slice(one.shape[1] - 24, one.shape[1])).size == 0
+    assert _ink_rows(two, slice(two.shape[1] - 24, two.shape[1])).size > 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_render_fake import FakePyramid, frames_for  # tests/ is on sys.path under pytest
+from fake_pyramid import FakePyramid, frames_for  # tests/ is on sys.path under pytest
 from torch import nn
 
 import fxcfp
@@ -34,9 +34,9 @@ def test_pictures_draw_evidence_maps_by_default_and_paper_maps_on_request(tmp_pa
 
 @pytest.mark.parametrize("maps", ["Paper", "gradcam", None])
 def test_unknown_map_modes_are_refused_by_name(tmp_path: Path, maps) -> None:
-    with pytest.raises(InvalidArgumentError, match=r"render_pyramid\(maps=.*\): unknown map mode"):
+    with pytest.raises(InvalidArgumentError, match=r"render_pyramid: maps=.* is not a map mode; use maps='p"):
         render_pyramid(FakePyramid(levels=2), tmp_path, frames=frames_for((8, 32, 32)), maps=maps)
-    with pytest.raises(InvalidArgumentError, match=r"write_report\(maps=.*use maps='evidence'"):
+    with pytest.raises(InvalidArgumentError, match=r"write_report: maps=.*or maps='evidence'"):
         write_report(FakePyramid(levels=2), tmp_path, frames=frames_for((8, 32, 32)), maps=maps)
 
 

@@ -8,11 +8,12 @@ import av
 import numpy as np
 import pytest
 import torch
+from fake_pyramid import FakePyramid, frames_for  # tests/ is on sys.path under pytest
 from PIL import Image
-from test_render_fake import FakePyramid, frames_for  # tests/ is on sys.path under pytest
 
 from fxcfp._errors import InvalidArgumentError, InvalidTypeError
-from fxcfp.render import RenderResult, overlay, render_pyramid
+from fxcfp.render import RenderResult, overlay, pyramid_figure, render_pyramid
+from fxcfp.render._common import figure_title, level_caption
 
 
 def test_every_level_is_written_in_every_format(tmp_path: Path) -> None:
@@ -165,3 +166,34 @@ def test_a_2d_models_maps_are_drawn_over_its_image(tmp_path: Path) -> None:
     assert np.array_equal(np.asarray(Image.open(level.frames[0])), expected)
     with Image.open(level.gif) as gif:
         assert gif.n_frames == 1
+
+
+def _figure_from(result: RenderResult, pyramid: FakePyramid, note: str | None) -> np.ndarray:
+    """pyramid.png rebuilt from each level's overlay on the one frame ``result.frame`` names."""
+    index = {layer.name: i for i, layer in enumerate(pyramid.layers)}
+    layer_of = {layer.name: layer for layer in pyramid.layers}
+    levels = [(f"{level.layer}\n{level_caption(index[level.layer], layer_of[level.layer])}",
+               level.drawn[result.frame[level.pathway]]) for level in result.levels]
+    title = figure_title(pyramid, "evidence") + (f"\n{note}" if note else "")
+    return pyramid_figure(levels, title=title)
+
+
+def test_the_pyramid_figure_shows_every_level_on_one_named_frame(tmp_path: Path) -> None:
+    pyramid = FakePyramid(levels=4, shapes=((8, 24, 24),))
+    result = render_pyramid(pyramid, tmp_path, frames=frames_for((8, 24, 24)), formats=())
+    together = np.sum([level.profile for level in result.levels], axis=0)
+    assert result.frame == (int(np.argmax(together)),)
+    # the fake's blobs brighten over time: the levels peak together on the last frame
+    assert result.frame == (7,)
+    figure = np.asarray(Image.open(result.pyramid))
+    note = "all levels on frame t=7 of t=0..7 (where their maps together peak)"
+    assert np.array_equal(figure, _figure_from(result, pyramid, note))
+
+
+def test_an_image_models_pyramid_figure_names_no_frame(tmp_path: Path) -> None:
+    pyramid = FakePyramid(levels=3, shapes=((1, 24, 24),), image=True)
+    result = render_pyramid(pyramid, tmp_path, frames=frames_for((1, 24, 24)), formats=())
+    assert result.frame == (0,)
+    assert all(level.profile == (1.0,) for level in result.levels)
+    figure = np.asarray(Image.open(result.pyramid))
+    assert np.array_equal(figure, _figure_from(result, pyramid, None))

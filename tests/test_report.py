@@ -10,13 +10,13 @@ from pathlib import Path
 import av
 import pytest
 import torch
+from fake_pyramid import FakePyramid, frames_for  # tests/ is on sys.path under pytest
 from PIL import Image
-from test_render_fake import FakePyramid, frames_for  # tests/ is on sys.path under pytest
 
 from fxcfp._errors import InvalidArgumentError, InvalidTypeError
 from fxcfp.render import write_report
-from fxcfp.render._graph_view import choose_kernels, dot_available, layout
 from fxcfp.render.report import RANDOM_WEIGHTS
+from fxcfp.render.report._graph import choose_kernels, dot_available, layout
 
 LABELS = [f"action {i}" for i in range(10)]
 IDENTITY = {

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fake_pyramid import FakePyramid, frames_for  # tests/ is on sys.path under pytest
 from PIL import Image
-from test_render_fake import FakePyramid, frames_for  # tests/ is on sys.path under pytest
 
 from fxcfp.render import write_report
 

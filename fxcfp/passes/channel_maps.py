@@ -18,7 +18,8 @@ from .._errors import (
 from .inplace import INPLACE
 from .labels import NONE, new_label
 from .map_nodes import find_map_node
-from .rules import NotExplainableError, RuleCall, RuleError, lookup_rule
+from .registry import lookup_rule
+from .rules import NotExplainableError, RuleCall, RuleError
 from .weighted_layers import WEIGHTED_LAYER, WeightedLayer
 
 __all__ = ["CHANNEL_MAP", "OUTPUT_MAP", "ChannelMap", "OutputMap", "annotate_channel_maps"]

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from .._errors import UnsupportedOpError
+from .targets import aten_op
 
 __all__ = ["WEIGHTED_LAYER", "WeightedLayer", "annotate_weighted_layers", "layer_weight",
            "weight_version"]
@@ -50,27 +51,22 @@ class WeightedLayer:
         return 1 if self.kind == "conv" else -1
 
 
-def _aten(name: str, overload: str = "default") -> Any:
-    packet = getattr(torch.ops.aten, name, None)
-    return getattr(packet, overload, None) if packet is not None else None
-
-
 _CONV_FUNCTIONS = {
     F.conv1d, F.conv2d, F.conv3d, torch.conv1d, torch.conv2d, torch.conv3d,
-    _aten("conv1d"), _aten("conv2d"), _aten("conv3d"),
-    _aten("conv1d", "padding"), _aten("conv2d", "padding"), _aten("conv3d", "padding"),
+    aten_op("conv1d", "default"), aten_op("conv2d", "default"), aten_op("conv3d", "default"),
+    aten_op("conv1d", "padding"), aten_op("conv2d", "padding"), aten_op("conv3d", "padding"),
 } - {None}
-_CONVOLUTION = {_aten("convolution"), _aten("_convolution")} - {None}
-_LINEAR_FUNCTIONS = {F.linear, _aten("linear")} - {None}
-_ADDMM = {torch.addmm, _aten("addmm")} - {None}
-_MM = {torch.mm, _aten("mm")} - {None}
-_TRANSPOSES = {torch.t, _aten("t"), _aten("permute"), _aten("transpose", "int"),
-               torch.transpose, torch.permute, _aten("numpy_T")} - {None}
+_CONVOLUTION = {aten_op("convolution", "default"), aten_op("_convolution", "default")} - {None}
+_LINEAR_FUNCTIONS = {F.linear, aten_op("linear", "default")} - {None}
+_ADDMM = {torch.addmm, aten_op("addmm", "default")} - {None}
+_MM = {torch.mm, aten_op("mm", "default")} - {None}
+_TRANSPOSES = {torch.t, aten_op("t", "default"), aten_op("permute", "default"), aten_op("transpose", "int"),
+               torch.transpose, torch.permute, aten_op("numpy_T", "default")} - {None}
 _TRANSPOSED_CONV_MODULES = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 _TRANSPOSED_CONV_FUNCTIONS = {
     F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d,
-    _aten("conv_transpose1d"), _aten("conv_transpose2d", "input"),
-    _aten("conv_transpose3d", "input"),
+    aten_op("conv_transpose1d", "default"), aten_op("conv_transpose2d", "input"),
+    aten_op("conv_transpose3d", "input"),
 } - {None}
 
 

@@ -3,12 +3,25 @@
 Nothing in :mod:`fxcfp.passes` imports this package; it only reads a finished
 :class:`fxcfp.Pyramid`. Needs the ``render`` extra (matplotlib, av, tqdm).
 
+Modules: ``frames`` (pixels from a normalised clip), ``overlay`` (heat maps over frames),
+``writers`` (PNG, GIF, MP4), ``figures`` (the contact sheet and the pyramid figure),
+``pyramid_views`` (:func:`render_pyramid`: every level to files), ``report/`` (the HTML page),
+``timeline`` and ``dataset_report`` (the pages of a long video and of a dataset); ``_common``
+holds what they share, among it :class:`~fxcfp.render._common.PyramidLike`, the interface
+render reads a pyramid through.
+
 Example:
-    >>> import fxcfp  # doctest: +SKIP
+    >>> import tempfile, torch, fxcfp
+    >>> _ = torch.manual_seed(0)
+    >>> from torch import nn
     >>> from fxcfp.render import write_report
-    >>> pyramid = fxcfp.analyze(model, clip)  # doctest: +SKIP
-    >>> write_report(pyramid, "out", clip=clip, mean=MEAN, std=STD)  # doctest: +SKIP
-    PosixPath('out/report.html')
+    >>> model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
+    ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)).eval()
+    >>> image = torch.randn(3, 16, 16)  # an image model: one still, no video
+    >>> pyramid = fxcfp.analyze(model, image, threshold=0.5)
+    >>> write_report(pyramid, tempfile.mkdtemp(), clip=image, mean=[0.45] * 3,
+    ...              std=[0.225] * 3).name
+    'report.html'
 """
 
 from __future__ import annotations

@@ -7,12 +7,15 @@ import io
 import textwrap
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fxcfp._files import atomic_write
 from fxcfp.render._report_assets import CSS, data_uri
+
+if TYPE_CHECKING:
+    from fxcfp.dataset._aggregate import Tally
 
 __all__ = ["heat_map_png", "write_dataset_report"]
 
@@ -74,7 +77,7 @@ def _overlap_matrix(drawn: dict[str, Any], layer: str) -> np.ndarray:
     return matrix
 
 
-def write_dataset_report(drawn: dict[str, Any], tally: Any, folder: Path) -> Path:
+def write_dataset_report(drawn: dict[str, Any], tally: Tally, folder: Path) -> Path:
     """Write ``report.html`` into ``folder`` from :func:`write_aggregates`' result."""
     labels = drawn["labels"]
     short = [text[:24] for text in labels]

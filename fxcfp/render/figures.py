@@ -18,11 +18,23 @@ _INK = (32, 36, 48)
 _MUTED = (110, 116, 130)
 _PYRAMID_FILL = (214, 224, 240)
 _PYRAMID_EDGE = (150, 165, 195)
-_PAD = 8
-_GAP = 2
-_FONT_SIZE = 13
+_PAD = 8  # margin around everything, px
+_GAP = 2  # between two tiles of the contact sheet, px
+# text height in px: legible at 100% zoom (Pillow's bundled font; 16 px gives capitals ~11 px
+# tall, 13 px -- the old size -- read as ~6 px once a README showed the figure at half width)
+_FONT_SIZE = 16
+_LINE_GAP = 5  # between two lines of text, px
 # layer names of deep networks get long; the middle is the least telling part
-_MAX_LABEL = 40
+_MAX_LABEL = 44
+# the pyramid figure: the base tile's width is chosen so that the whole figure is about
+# _PYRAMID_HEIGHT px tall, within [_MIN_BASE, _MAX_BASE]; the apex tile is _APEX_SCALE of it
+_PYRAMID_HEIGHT = 1400
+_MIN_BASE, _MAX_BASE = 160, 260
+_APEX_SCALE = 0.35
+_MIN_TILE_W, _MIN_TILE_H = 24, 16
+_LINK = 14  # height of the trapezoid joining two levels, px
+_CAP = 26  # height of the triangle over the apex, px
+_LABEL_OFFSET = 3 * _PAD  # from a tile's right edge to its label
 
 
 def contact_sheet(rows: Sequence[tuple[str, np.ndarray]], *, columns: int = 8,
@@ -44,7 +56,7 @@ def contact_sheet(rows: Sequence[tuple[str, np.ndarray]], *, columns: int = 8,
         >>> import numpy as np
         >>> sheet = contact_sheet([("layer4", np.zeros((16, 8, 8, 3), np.uint8))], columns=4)
         >>> sheet.ndim, sheet.shape[2]
-        (2, 3)
+        (3, 3)
     """
     checked = _check_rows(rows, "contact_sheet")
     title_lines = _title_lines(title, "contact_sheet")
@@ -58,9 +70,11 @@ def contact_sheet(rows: Sequence[tuple[str, np.ndarray]], *, columns: int = 8,
     font = _font()
     labels = [_shorten(label) for label, _ in checked]
     gutter = max(_text_width(label, font) for label in labels) + 2 * _PAD
-    # frame numbers only mean the same thing down a column when every row has the same length
-    header = _FONT_SIZE + 2 * _PAD if len(lengths) == 1 else _PAD
-    banner = len(title_lines) * (_FONT_SIZE + 4) + (_PAD if title_lines else 0)
+    # frame numbers only mean the same thing down a column when every row has the same length;
+    # an image model's rows have one frame, which needs no number
+    numbered = len(lengths) == 1 and count > 1
+    header = _FONT_SIZE + 2 * _PAD if numbered else _PAD
+    banner = len(title_lines) * (_FONT_SIZE + _LINE_GAP) + (_PAD if title_lines else 0)
     header += banner
     width = gutter + count * (tile_w + _GAP) - _GAP + _PAD
     height = header + len(checked) * (tile_h + _GAP) - _GAP + _PAD
@@ -78,8 +92,9 @@ def contact_sheet(rows: Sequence[tuple[str, np.ndarray]], *, columns: int = 8,
         middle = header + row * (tile_h + _GAP) + tile_h // 2
         draw.text((_PAD, middle), label, fill=_INK, font=font, anchor="lm")
     for line, text in enumerate(title_lines):
-        draw.text((_PAD, _PAD // 2 + line * (_FONT_SIZE + 4)), text, fill=_INK, font=font)
-    if len(lengths) == 1:
+        draw.text((_PAD, _PAD // 2 + line * (_FONT_SIZE + _LINE_GAP)), text, fill=_INK,
+                  font=font)
+    if numbered:
         picks = np.rint(np.linspace(0, lengths.pop() - 1, count)).astype(int)
         for column, frame_index in enumerate(picks):
             centre = gutter + column * (tile_w + _GAP) + tile_w // 2
@@ -95,7 +110,8 @@ def pyramid_figure(
 ) -> np.ndarray:
     """Draw the Class Feature Pyramid: one level per layer, the class-near layer on top.
 
-    Each level shows its map over one frame. Levels widen from top to bottom and are joined by
+    Each level shows its map over one frame (:func:`fxcfp.render.render_pyramid` draws every
+    level on the same frame and says which in the title). Levels widen from top to bottom and are joined by
     trapezoids, so the figure reads as the paper's pyramid (Figure 1): the few class-specific
     kernels near the prediction at the apex, the many general ones near the input at the base.
 
@@ -119,35 +135,42 @@ def pyramid_figure(
     count = len(checked)
     aspect = checked[-1][1].shape[0] / checked[-1][1].shape[1]
     # the apex level is a third of the base; widths grow linearly down the pyramid
-    scales = [1.0] if count == 1 else [0.35 + 0.65 * i / (count - 1) for i in range(count)]
-    base = int(min(260, max(160, 1400 / (aspect * sum(scales)))))
-    widths = [max(24, int(round(base * s))) for s in scales]
-    heights = [max(16, int(round(w * aspect))) for w in widths]
+    scales = [1.0] if count == 1 else [
+        _APEX_SCALE + (1 - _APEX_SCALE) * i / (count - 1) for i in range(count)]
+    base = int(min(_MAX_BASE, max(_MIN_BASE, _PYRAMID_HEIGHT / (aspect * sum(scales)))))
+    widths = [max(_MIN_TILE_W, int(round(base * s))) for s in scales]
+    heights = [max(_MIN_TILE_H, int(round(w * aspect))) for w in widths]
     font = _font()
-    labels = [
-        "\n".join(_shorten(line) for line in label.splitlines() or [""]) for label, _ in checked
-    ]
+    # the first line (a layer name) is cut to fit; the lines below it are drawn whole
+    labels = []
+    for label, _ in checked:
+        lines = label.splitlines() or [""]
+        labels.append("\n".join([_shorten(lines[0]), *lines[1:]]))
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     label_w = max(int(probe.multiline_textbbox((0, 0), label, font=font)[2]) for label in labels)
-    link = 14
-    apex = 0 if not title_lines else len(title_lines) * (_FONT_SIZE + 4) + 2 * _PAD + 24
-    width = 2 * _PAD + base + 3 * _PAD + label_w + _PAD
+    link = _LINK
+    apex = 0 if not title_lines else (len(title_lines) * (_FONT_SIZE + _LINE_GAP) + 2 * _PAD
+                                      + _CAP - 2)
+    # the title may be wider than the pyramid and its labels
+    title_w = max((_text_width(line, font) for line in title_lines), default=0)
+    width = max(2 * _PAD + base + _LABEL_OFFSET + label_w + _PAD, title_w + 2 * _PAD)
     height = _PAD + apex + sum(heights) + link * (count - 1) + _PAD
     canvas = Image.new("RGB", (width, height), _BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     centre = 2 * _PAD + base // 2
-    label_x = 2 * _PAD + base + 3 * _PAD
+    label_x = 2 * _PAD + base + _LABEL_OFFSET
     top = _PAD + apex
     if title_lines:
         half = widths[0] // 2
         draw.polygon(
-            [(centre, top - 26), (centre - half, top - 2), (centre + half, top - 2)],
+            [(centre, top - _CAP), (centre - half, top - 2), (centre + half, top - 2)],
             fill=_PYRAMID_FILL,
             outline=_PYRAMID_EDGE,
         )
+        # left-aligned at the margin: a long title never runs off a narrow pyramid
         for line, text in enumerate(title_lines):
-            draw.text((centre, _PAD + line * (_FONT_SIZE + 4)), text, fill=_INK, font=font,
-                      anchor="mt")
+            draw.text((_PAD, _PAD + line * (_FONT_SIZE + _LINE_GAP)), text, fill=_INK,
+                      font=font)
     for index, ((_, image), label) in enumerate(zip(checked, labels, strict=True)):
         w, h = widths[index], heights[index]
         left = centre - w // 2
@@ -169,7 +192,8 @@ def pyramid_figure(
         draw.rectangle([left - 1, top - 1, left + w, top + h], outline=_PYRAMID_EDGE)
         middle = top + h // 2
         draw.line([(left + w + 3, middle), (label_x - 4, middle)], fill=_PYRAMID_EDGE, width=1)
-        draw.multiline_text((label_x, middle), label, fill=_INK, font=font, anchor="lm")
+        draw.multiline_text((label_x, middle), label, fill=_INK, font=font, anchor="lm",
+                            spacing=_LINE_GAP)
         top += h + link
     return np.asarray(canvas)
 
@@ -226,7 +250,7 @@ def _title_lines(title: str | None, where: str) -> list[str]:
         return []
     if not isinstance(title, str):
         raise InvalidTypeError(f"{where}(title=...) takes a str, got {type(title).__name__}.")
-    return [_shorten(line) for line in title.splitlines()]
+    return title.splitlines()
 
 
 def _shorten(text: str) -> str:

@@ -9,12 +9,15 @@ that normalisation.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from fxcfp._errors import InvalidArgumentError, InvalidInputError, InvalidTypeError
+
+if TYPE_CHECKING:
+    from fxcfp.render._common import PyramidLike
 
 __all__ = ["to_frames"]
 
@@ -151,16 +154,16 @@ def check_frames(frames: object, *, where: str) -> np.ndarray:
 
 
 def resolve_frames(
-    pyramid: Any,
+    pyramid: PyramidLike,
     *,
     frames: np.ndarray | Sequence[np.ndarray] | None,
     clip: torch.Tensor | Sequence[torch.Tensor] | None,
-    mean: Any,
-    std: Any,
+    mean: Sequence[float] | Sequence[Sequence[float]] | None,
+    std: Sequence[float] | Sequence[Sequence[float]] | None,
     where: str,
 ) -> list[np.ndarray]:
     """The frames of every model input the pyramid's levels belong to, as ``uint8`` arrays."""
-    needed = 1 + max((int(getattr(layer, "pathway", 0)) for layer in pyramid.layers), default=0)
+    needed = 1 + max((int(layer.pathway) for layer in pyramid.layers), default=0)
     if (frames is None) == (clip is None):
         raise InvalidArgumentError(
             f"{where} needs the pixels to draw over: pass either frames=... (T x H x W x 3 uint8) "

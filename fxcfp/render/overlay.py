@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import matplotlib
 import numpy as np
 import torch
 
 from fxcfp._errors import InvalidArgumentError, InvalidTypeError
+from fxcfp.render._common import check_alpha, check_cmap, lookup_table
 from fxcfp.render.frames import check_frames
 
 __all__ = ["overlay", "colorize"]
@@ -52,7 +52,7 @@ def overlay(
         >>> overlay(frames, heat, alpha=0.6).shape
         (4, 8, 8, 3)
     """
-    alpha = _check_alpha(alpha, "overlay")
+    alpha = check_alpha(alpha, "overlay")
     single = np.ndim(frames) == 3 and np.ndim(heat) == 2
     pixels = check_frames(frames, where="overlay(frames=...)")
     colour = _colour(heat, cmap)
@@ -87,7 +87,7 @@ def colorize(heat: np.ndarray | torch.Tensor, *, cmap: str = "jet") -> np.ndarra
 
 def _colour(heat: object, cmap: object) -> np.ndarray:
     """:func:`colorize` as a (possibly strided) view, to skip a copy when blending."""
-    packed = _packed_table(_check_cmap(cmap))
+    packed = _packed_table(check_cmap(cmap))
     values = _check_heat(heat)
     if values.ndim == 2:
         values = values[None]
@@ -100,43 +100,11 @@ def _colour(heat: object, cmap: object) -> np.ndarray:
     return packed[index].view(np.uint8).reshape(index.shape + (4,))[..., :3]
 
 
-def _check_alpha(alpha: object, where: str) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating, np.integer)):
-        raise InvalidTypeError(f"{where}(alpha=...) takes a number, got {type(alpha).__name__}.")
-    value = float(alpha)
-    if not 0.0 <= value <= 1.0:
-        raise InvalidArgumentError(
-            f"{where}(alpha={alpha!r}): alpha must lie in [0, 1] (0 shows the frames only, 1 the "
-            "heat map only)."
-        )
-    return value
-
-
-def _check_cmap(cmap: object) -> str:
-    if not isinstance(cmap, str):
-        raise InvalidTypeError(f"cmap takes a colormap name, got {type(cmap).__name__}.")
-    if cmap not in matplotlib.colormaps:
-        raise InvalidArgumentError(
-            f"unknown colormap cmap={cmap!r}. Hint: use a name from matplotlib.colormaps, "
-            "such as 'jet', 'viridis', 'inferno' or 'turbo'."
-        )
-    return cmap
-
-
-@lru_cache(maxsize=32)
-def _lookup_table(cmap: str) -> np.ndarray:
-    """The colormap sampled at 256 evenly spaced points, as ``256 x 3`` ``uint8``."""
-    rgba = matplotlib.colormaps[cmap](np.linspace(0.0, 1.0, 256))
-    table = np.rint(rgba[:, :3] * 255.0).astype(np.uint8)
-    table.flags.writeable = False
-    return table
-
-
 @lru_cache(maxsize=32)
 def _packed_table(cmap: str) -> np.ndarray:
     """The lookup table with each RGB entry padded to 4 bytes and viewed as one ``uint32``."""
     padded = np.zeros((256, 4), dtype=np.uint8)
-    padded[:, :3] = _lookup_table(cmap)
+    padded[:, :3] = lookup_table(cmap)
     packed = padded.view(np.uint32).reshape(256)
     packed.flags.writeable = False
     return packed

@@ -7,12 +7,11 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,20 +19,77 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 from fxcfp._errors import InvalidArgumentError, InvalidTypeError
-from fxcfp._evidence import DEFAULT_MAPS
+from fxcfp._maps import temporal_profile
+from fxcfp.render._common import (
+    DEFAULT_MAPS,
+    FPS,
+    MAP_MODES,
+    Level,
+    PyramidLike,
+    check_alpha,
+    check_cmap,
+    check_maps,
+    check_pyramid,
+    figure_title,
+    level_caption,
+    optional_map,
+    peak_frame,
+    slug,
+)
 from fxcfp.render.figures import contact_sheet, pyramid_figure
 from fxcfp.render.frames import resolve_frames
-from fxcfp.render.overlay import _check_alpha, _check_cmap, overlay
+from fxcfp.render.overlay import overlay
 from fxcfp.render.writers import save_frames_png, save_gif, save_mp4, save_png
 
-__all__ = ["DEFAULT_MAPS", "MAP_MODES", "RenderedLevel", "RenderResult", "render_pyramid"]
+if TYPE_CHECKING:
+    from fxcfp._pyramid import MapMode
+
+__all__ = ["DEFAULT_MAPS", "MAP_MODES", "DrawOptions", "RenderedLevel", "RenderResult",
+           "draw_levels", "figure_title", "pyramid_levels", "render_pyramid"]
 
 FORMATS = ("png", "gif", "mp4")
-MAP_MODES = ("evidence", "paper")
-_MODE_WORDS = {"evidence": "evidence maps", "paper": "paper maps"}
-_FPS = 8
 # encoder threads; a few are enough to keep zlib, LZW and x264 busy beside the colouring
 WORKERS = max(1, min(4, os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
+class DrawOptions:
+    """How the levels are drawn, checked once, in the words of the public call that asked.
+
+    Attributes:
+        where: The public call (``"render_pyramid"``, ``"write_report"``), named in errors.
+        alpha: Weight of the heat map colour, in ``[0, 1]``.
+        cmap: A matplotlib colormap name.
+        maps: ``"evidence"`` or ``"paper"``.
+        formats: The per-level files to write, a subset of ``("png", "gif", "mp4")``.
+        max_levels: Draw this many levels, spread from the class to the deepest; ``None``: all.
+        progress: Show a tqdm progress bar.
+        class_name: The class's name in the figures' titles (``None``: ``class <index>``).
+        contrast_name: The contrast class's name, for a contrastive pyramid.
+    """
+
+    where: str
+    alpha: float = 0.5
+    cmap: str = "jet"
+    maps: str = DEFAULT_MAPS
+    formats: frozenset[str] = frozenset(FORMATS)
+    max_levels: int | None = None
+    progress: bool = False
+    class_name: str | None = None
+    contrast_name: str | None = None
+
+    def __post_init__(self) -> None:
+        # a frozen dataclass: the checked values replace the given ones once, here
+        object.__setattr__(self, "alpha", check_alpha(self.alpha, self.where))
+        check_cmap(self.cmap)
+        object.__setattr__(self, "maps", check_maps(self.maps, self.where))
+        object.__setattr__(self, "formats", _check_formats(self.formats, self.where))
+        _check_max_levels(self.max_levels, self.where)
+
+    @property
+    def mode(self) -> MapMode:
+        """``maps`` as the pyramid's map-mode type."""
+        return check_maps(self.maps, self.where)
 
 
 @dataclass(frozen=True)
@@ -48,8 +104,7 @@ class RenderedLevel:
         mp4: The H.264 video, or ``None``.
         profile: The drawn map's mass per frame, summing to 1 (all zeros for a constant map):
             the pyramid's temporal profile, on the frames it was drawn over.
-        peak_frame: The frame holding the most of the map (shown in ``pyramid.png``); the
-            middle frame of a constant map.
+        peak_frame: The frame holding the most of the map; the middle frame of a constant map.
         drawn: The ``T x H x W x 3`` overlay itself, kept so the report can cut stills from it
             without decoding a file.
     """
@@ -72,9 +127,12 @@ class RenderResult:
         out_dir: The folder everything was written under.
         levels: One entry per rendered level, in pyramid order (closest to the class first).
         contact_sheet: ``contact_sheet.png``: every level (rows) over evenly spaced frames.
-        pyramid: ``pyramid.png``: the levels drawn as a pyramid, each at its peak frame.
+        pyramid: ``pyramid.png``: the levels drawn as a pyramid, all on one frame (``frame``),
+            which its title names.
         skipped: Layers of the pyramid with no map to draw: their kernels lie at ``max_depth``
             and were not expanded, so no input channel was selected for them.
+        frame: Per model input, the one frame every level is shown on in ``pyramid.png`` (and
+            in the report's stills): the frame where the drawn maps together hold the most.
     """
 
     out_dir: Path
@@ -82,6 +140,7 @@ class RenderResult:
     contact_sheet: Path
     pyramid: Path
     skipped: tuple[str, ...] = ()
+    frame: tuple[int, ...] = ()
 
     @property
     def files(self) -> tuple[Path, ...]:
@@ -94,7 +153,7 @@ class RenderResult:
 
 
 def render_pyramid(
-    pyramid: Any,
+    pyramid: PyramidLike,
     out_dir: str | os.PathLike[str],
     *,
     frames: np.ndarray | Sequence[np.ndarray] | None = None,
@@ -111,7 +170,9 @@ def render_pyramid(
     """Draw every level of a pyramid over the clip's frames and write the pictures.
 
     Each level's layer-wise map (upsampled to the clip) is blended over the frames of the input
-    it belongs to; the figures' titles say which map mode is drawn. Written under ``out_dir``: ``levels/NN_<layer>/frame_000.png ...`` (``"png"``),
+    it belongs to; the figures' titles say which map mode is drawn, and ``pyramid.png`` shows
+    every level on one frame, which its title names. Written under ``out_dir``:
+    ``levels/NN_<layer>/frame_000.png ...`` (``"png"``),
     ``levels/NN_<layer>.gif`` (``"gif"``), ``levels/NN_<layer>.mp4`` (``"mp4"``), and always
     ``contact_sheet.png`` and ``pyramid.png``.
 
@@ -138,131 +199,107 @@ def render_pyramid(
         A :class:`RenderResult` listing the files.
 
     Example:
-        >>> import fxcfp  # doctest: +SKIP
-        >>> pyramid = fxcfp.analyze(model, clip, threshold=0.6)  # doctest: +SKIP
-        >>> result = render_pyramid(pyramid, "out", clip=clip, mean=MEAN, std=STD)  # doctest: +SKIP
-        >>> result.pyramid  # doctest: +SKIP
-        PosixPath('out/pyramid.png')
+        >>> import tempfile, torch, fxcfp
+        >>> _ = torch.manual_seed(0)
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv3d(3, 4, 3, padding=1), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 2)).eval()
+        >>> clip = torch.randn(3, 4, 16, 16)  # normalised with mean 0.45, std 0.225
+        >>> pyramid = fxcfp.analyze(model, clip, threshold=0.5)
+        >>> result = render_pyramid(pyramid, tempfile.mkdtemp(), clip=clip, mean=[0.45] * 3,
+        ...                         std=[0.225] * 3, formats=("mp4",))
+        >>> result.pyramid.name, [level.layer for level in result.levels]
+        ('pyramid.png', ['4', '0'])
+        >>> result.levels[0].mp4.name  # the classifier's map, an H.264 video
+        '00_4.mp4'
     """
-    result, _ = render_with_frames(
-        pyramid,
-        out_dir,
-        frames=frames,
-        clip=clip,
-        mean=mean,
-        std=std,
-        alpha=alpha,
-        cmap=cmap,
-        formats=formats,
-        max_levels=max_levels,
-        progress=progress,
-        where="render_pyramid",
-        maps=maps,
-    )
-    return result
+    options = DrawOptions("render_pyramid", alpha=alpha, cmap=cmap, maps=maps,
+                          formats=_as_set(formats), max_levels=max_levels, progress=progress)
+    checked = check_pyramid(pyramid, options.where)
+    pixels = resolve_frames(checked, frames=frames, clip=clip, mean=mean, std=std,
+                            where=options.where)
+    return draw_levels(checked, out_dir, pixels, options)
 
 
-def render_with_frames(
-    pyramid: Any,
-    out_dir: str | os.PathLike[str],
-    *,
-    frames: Any,
-    clip: Any,
-    mean: Any,
-    std: Any,
-    alpha: float,
-    cmap: str,
-    formats: Sequence[str],
-    max_levels: int | None,
-    progress: bool,
-    where: str,
-    class_name: str | None = None,
-    contrast_name: str | None = None,
-    maps: str = DEFAULT_MAPS,
-) -> tuple[RenderResult, list[np.ndarray]]:
-    """:func:`render_pyramid`, also handing back the frames of each input (for the report)."""
-    alpha = _check_alpha(alpha, where)
-    _check_cmap(cmap)
-    maps = check_maps(maps, where)
-    wanted = _check_formats(formats)
-    layers = pyramid_levels(pyramid, max_levels, where=where)
-    prefetch = getattr(pyramid, "prefetch_maps", None)
-    if callable(prefetch):  # one pass for every level drawn, not one per level
-        prefetch([layer.name for layer in layers], mode=maps)
-    pixels = resolve_frames(pyramid, frames=frames, clip=clip, mean=mean, std=std, where=where)
+def draw_levels(pyramid: PyramidLike, out_dir: str | os.PathLike[str],
+                pixels: Sequence[np.ndarray], options: DrawOptions) -> RenderResult:
+    """:func:`render_pyramid` on frames already resolved (one ``T x H x W x 3`` array per
+    model input): every level's files, the contact sheet and the pyramid figure.
+
+    The maps of all drawn levels are recorded in one pass first (``Pyramid.prefetch_maps``);
+    each level is then drawn once, and that one overlay feeds its files, the contact sheet,
+    the pyramid figure and (in :func:`fxcfp.render.write_report`) the page's stills.
+    """
+    layers = pyramid_levels(pyramid, options.max_levels, where=options.where)
+    mode = options.mode
+    pyramid.prefetch_maps([layer.name for layer in layers], mode=mode)
     root = Path(out_dir)
     level_dir = root / "levels"
     level_dir.mkdir(parents=True, exist_ok=True)
-    title = figure_title(pyramid, maps, class_name, contrast_name)
+    title = figure_title(pyramid, options.maps, options.class_name, options.contrast_name)
+    position = {id(layer): i for i, layer in enumerate(pyramid.layers)}
     # zlib, GIF's LZW and x264 all release the GIL: encode level k while level k+1 is coloured
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         pending = []
         skipped: list[str] = []
-        sheet_rows: list[tuple[str, np.ndarray]] = []
-        peaks: list[tuple[str, np.ndarray]] = []
-        position = {id(layer): i for i, layer in enumerate(pyramid.layers)}
-        for layer in tqdm(layers, desc="fxcfp render", unit="level", disable=not progress):
+        for layer in tqdm(layers, desc="fxcfp render", unit="level",
+                          disable=not options.progress):
             index = position[id(layer)]  # file names keep the level's place in the pyramid
-            pathway = int(getattr(layer, "pathway", 0))
-            heat = optional_map(pyramid.layer_map, layer.name, mode=maps)
+            heat = optional_map(pyramid, layer.name, mode=mode)
             if heat is None:
                 skipped.append(layer.name)
                 continue
-            drawn, used = draw_map(heat, pixels[pathway], alpha=alpha, cmap=cmap)
-            profile = frame_profile(used)
-            peak = peak_frame(profile)
+            drawn, used = draw_map(heat, pixels[layer.pathway], alpha=options.alpha,
+                                   cmap=options.cmap)
+            profile = tuple(temporal_profile(used).tolist())
             stem = level_dir / f"{index:02d}_{slug(layer.name)}"
-            job = pool.submit(_write_level, drawn, stem, wanted)
-            pending.append((layer.name, pathway, profile, peak, job, drawn))
-            sheet_rows.append((layer.name, drawn))
-            peaks.append((f"{layer.name}\n{level_caption(layer)}", drawn[peak]))
+            job = pool.submit(_write_level, drawn, stem, options.formats)
+            pending.append((index, layer, profile, job, drawn))
         if not pending:
             raise InvalidArgumentError(
-                f"{where}: none of the pyramid's levels has a map to draw (their kernels lie at "
-                "max_depth and were not expanded). Hint: raise max_depth in fxcfp.analyze."
+                f"{options.where}: none of the pyramid's levels has a map to draw (their kernels "
+                "lie at max_depth and were not expanded). Hint: raise max_depth in fxcfp.analyze."
             )
+        rendered = tuple(
+            RenderedLevel(layer.name, layer.pathway, *job.result(), profile,
+                          peak_frame(profile), drawn)
+            for _, layer, profile, job, drawn in pending
+        )
+        shown = shared_frames(rendered, pixels)
+        sheet_rows = [(f"{index} · {layer.name}", drawn)
+                      for index, layer, _, _, drawn in pending]
         sheet = pool.submit(lambda: save_png(contact_sheet(sheet_rows, title=title),
                                              root / "contact_sheet.png"))
-        figure = save_png(pyramid_figure(peaks, title=title), root / "pyramid.png")
-        rendered = tuple(
-            RenderedLevel(name, pathway, *job.result(), profile, peak, drawn)
-            for name, pathway, profile, peak, job, drawn in pending
-        )
+        peaks = [(f"{layer.name}\n{level_caption(index, layer)}", drawn[shown[layer.pathway]])
+                 for index, layer, _, _, drawn in pending]
+        note = _frame_note(shown, pixels)
+        figure = save_png(pyramid_figure(peaks, title=f"{title}\n{note}" if note else title),
+                          root / "pyramid.png")
         sheet_path = sheet.result()
-    return RenderResult(root, rendered, sheet_path, figure, tuple(skipped)), pixels
+    return RenderResult(root, rendered, sheet_path, figure, tuple(skipped), tuple(shown))
 
 
-def optional_map(method: Any, *args: Any, mode: str) -> torch.Tensor | None:
-    """``method(*args, upsample=True, mode=mode)``, or ``None`` where the pyramid has no map.
-
-    The pyramid refuses (``InvalidArgumentError``) a layer or kernel at ``max_depth``: it was
-    reached but not expanded, so no input channel was selected for it.
-    """
-    try:
-        return method(*args, upsample=True, mode=mode)
-    except InvalidArgumentError:
-        return None
-
-
-def check_maps(maps: Any, where: str) -> str:
-    """The map mode a picture draws, or an error naming the call and the choices."""
-    if not isinstance(maps, str) or maps not in MAP_MODES:
-        raise InvalidArgumentError(
-            f"{where}(maps={maps!r}): unknown map mode; use maps='evidence' (each voxel "
-            "weighted by its contribution to the class score) or maps='paper' (SPEC's maps)."
-        )
-    return maps
+def shared_frames(levels: Sequence[RenderedLevel], pixels: Sequence[np.ndarray]) -> list[int]:
+    """Per input, the frame where the drawn maps together hold the most mass (the middle
+    frame where they hold none): the one frame every level is shown on."""
+    frames = []
+    for pathway, frames_of in enumerate(pixels):
+        mass = np.zeros(len(frames_of))
+        for level in levels:
+            if level.pathway == pathway and len(level.profile) == len(mass):
+                mass += np.asarray(level.profile)
+        frames.append(peak_frame(mass.tolist()))
+    return frames
 
 
-def figure_title(pyramid: Any, maps: str, class_name: str | None = None,
-                 contrast_name: str | None = None) -> str:
-    """Two lines over a figure: the class (and the class it is contrasted with), and which
-    maps are drawn, so that a picture never hides its mode."""
-    name = class_name or f"class {pyramid.target}"
-    contrast = getattr(pyramid, "contrast", None)
-    if contrast is not None:
-        name = f"{name}, not {contrast_name or f'class {contrast}'}"
-    return f"{name}  (p = {float(pyramid.probability):.3f})\n{_MODE_WORDS[maps]}"
+def _frame_note(shown: Sequence[int], pixels: Sequence[np.ndarray]) -> str:
+    """Which frame the pyramid figure shows, in words; empty for an image model (one frame)."""
+    if all(len(frames) == 1 for frames in pixels):
+        return ""
+    spots = [f"frame t={frame} of t=0..{len(frames) - 1}"
+             + (f" (input {i})" if len(pixels) > 1 else "")
+             for i, (frame, frames) in enumerate(zip(shown, pixels, strict=True))]
+    return f"all levels on {', '.join(spots)} (where their maps together peak)"
 
 
 def _write_level(
@@ -270,33 +307,17 @@ def _write_level(
 ) -> tuple[tuple[Path, ...], Path | None, Path | None]:
     """Write one level's files: ``stem/frame_*.png``, ``stem.gif``, ``stem.mp4`` as wanted."""
     pngs = tuple(save_frames_png(drawn, stem)) if "png" in wanted else ()
-    gif = save_gif(drawn, stem.with_name(stem.name + ".gif"), fps=_FPS) if "gif" in wanted else None
-    mp4 = save_mp4(drawn, stem.with_name(stem.name + ".mp4"), fps=_FPS) if "mp4" in wanted else None
+    gif = save_gif(drawn, stem.with_name(stem.name + ".gif"), fps=FPS) if "gif" in wanted else None
+    mp4 = save_mp4(drawn, stem.with_name(stem.name + ".mp4"), fps=FPS) if "mp4" in wanted else None
     return pngs, gif, mp4
 
 
-def level_caption(layer: Any) -> str:
-    """One line about a level: how many kernels were kept, its depth and links."""
-    return (
-        f"{len(layer.kernels)} of {layer.total} kernels · depth {layer.depth} · {layer.edges} links"
-    )
-
-
-def pyramid_levels(pyramid: Any, max_levels: int | None, *, where: str) -> tuple[Any, ...]:
+def pyramid_levels(pyramid: PyramidLike, max_levels: int | None, *,
+                   where: str) -> tuple[Level, ...]:
     """The levels to draw: the pyramid's layers, or ``max_levels`` of them spread evenly from the
     class down to the deepest level, so that a short pyramid still reaches the clip's edges."""
-    layers = getattr(pyramid, "layers", None)
-    if layers is None or not callable(getattr(pyramid, "layer_map", None)):
-        raise InvalidTypeError(
-            f"{where}(pyramid=...) takes an fxcfp Pyramid (from fxcfp.analyze), got "
-            f"{type(pyramid).__name__}."
-        )
-    if max_levels is not None:
-        if isinstance(max_levels, bool) or not isinstance(max_levels, (int, np.integer)):
-            raise InvalidTypeError(f"{where}(max_levels=...) takes an int or None.")
-        if max_levels < 1:
-            raise InvalidArgumentError(f"{where}(max_levels={max_levels}) must be at least 1.")
-    layers = tuple(layers)
+    _check_max_levels(max_levels, where)
+    layers = tuple(check_pyramid(pyramid, where).layers)
     if max_levels is not None and max_levels < len(layers):
         picks = np.unique(np.round(np.linspace(0, len(layers) - 1, max_levels)).astype(int))
         chosen = tuple(layers[i] for i in picks)
@@ -308,6 +329,15 @@ def pyramid_levels(pyramid: Any, max_levels: int | None, *, where: str) -> tuple
             "fxcfp.analyze so that some kernels pass."
         )
     return chosen
+
+
+def _check_max_levels(max_levels: object, where: str) -> None:
+    if max_levels is None:
+        return
+    if isinstance(max_levels, bool) or not isinstance(max_levels, (int, np.integer)):
+        raise InvalidTypeError(f"{where}(max_levels=...) takes an int or None.")
+    if max_levels < 1:
+        raise InvalidArgumentError(f"{where}(max_levels={max_levels}) must be at least 1.")
 
 
 def draw_map(
@@ -340,31 +370,14 @@ def draw_map(
     return drawn, values
 
 
-def frame_profile(heat: np.ndarray) -> tuple[float, ...]:
-    """A ``T x H x W`` map's mass per frame, summing to 1 (all zeros for an all-zero map)."""
-    mass = heat.reshape(len(heat), -1).sum(axis=1, dtype=np.float64)
-    total = float(mass.sum())
-    return tuple(float(m) for m in (mass / total if total > 0 else np.zeros_like(mass)))
+def _as_set(formats: Sequence[str]) -> frozenset[str]:
+    return frozenset((formats,) if isinstance(formats, str) else formats)
 
 
-def peak_frame(profile: Sequence[float]) -> int:
-    """The frame holding the most of the map; the middle frame of a constant (all-zero) map."""
-    mass = np.asarray(profile)
-    return int(np.argmax(mass)) if float(mass.max()) > 0 else len(mass) // 2
-
-
-def slug(name: str) -> str:
-    """A file-name-safe form of a layer name (``layer4.1.conv2`` stays as it is)."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
-    return cleaned[:80] or "layer"
-
-
-def _check_formats(formats: Sequence[str]) -> frozenset[str]:
-    if isinstance(formats, str):
-        formats = (formats,)
+def _check_formats(formats: frozenset[str], where: str) -> frozenset[str]:
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise InvalidArgumentError(
-            f"render_pyramid(formats=...): unknown format(s) {unknown}; choose from {FORMATS}."
+            f"{where}(formats=...): unknown format(s) {unknown}; choose from {FORMATS}."
         )
     return frozenset(formats)

@@ -8,10 +8,13 @@ import os
 from collections.abc import Sequence
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fxcfp._files import atomic_write
 from fxcfp.render._report_assets import CSS, data_uri
+
+if TYPE_CHECKING:
+    from fxcfp.windows import Window, WindowedVideo
 
 __all__ = ["timeline_png", "write_timeline_report"]
 
@@ -20,7 +23,7 @@ def _name(labels: Sequence[str] | None, index: int) -> str:
     return labels[index] if labels and 0 <= index < len(labels) else f"class {index}"
 
 
-def timeline_png(video: Any, labels: Sequence[str] | None = None, *, bins: int = 400) -> bytes:
+def timeline_png(video: WindowedVideo, labels: Sequence[str] | None = None, *, bins: int = 400) -> bytes:
     """Two aligned panels over the video's time: each window's class and probability, and a heat
     map with one row per level (from the class at the top to the stem) of the evidence per
     second (1 = a window's flat share)."""
@@ -68,7 +71,7 @@ def timeline_png(video: Any, labels: Sequence[str] | None = None, *, bins: int =
     return buffer.getvalue()
 
 
-def write_timeline_report(video: Any, out_dir: str | os.PathLike[str], *,
+def write_timeline_report(video: WindowedVideo, out_dir: str | os.PathLike[str], *,
                           labels: Sequence[str] | None = None, title: str = "",
                           summary: str = "") -> Path:
     """Write ``report.html`` (the timeline and a table of the windows) into ``out_dir``."""
@@ -106,7 +109,7 @@ def write_timeline_report(video: Any, out_dir: str | os.PathLike[str], *,
     return path
 
 
-def _peak(video: Any, window: Any) -> str:
+def _peak(video: WindowedVideo, window: Window) -> str:
     parts = []
     for level in video.levels[:4]:
         profile = window.profiles.get(level)

@@ -12,11 +12,21 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["GraphEdge", "GraphLayout", "ShownKernel", "choose_kernels", "layout"]
+import networkx as nx
+
+from fxcfp.render._common import Level, lookup_table
+
+__all__ = ["GraphEdge", "GraphLayout", "ShownKernel", "choose_kernels", "dot_available",
+           "graph_rows", "layout", "node_view", "panel"]
+
+# a panel lists this many linked kernels before summing up the rest
+_LIST_LIMIT = 40
+# a row title longer than this is cut from the left (the end of a layer name tells most)
+_TITLE_LIMIT = 30
 
 
 @dataclass(frozen=True)
@@ -66,7 +76,7 @@ class GraphLayout:
 
 
 def choose_kernels(
-    graph: Any, layers: Sequence[Any], limit: int
+    graph: nx.DiGraph, layers: Sequence[Level], limit: int
 ) -> tuple[list[list[ShownKernel]], list[tuple[str, str, float]]]:
     """The kernels shown per row and the edges between them (DOM ids, gate score).
 
@@ -144,8 +154,12 @@ def dot_available() -> bool:
     return shutil.which("dot") is not None
 
 
-_NODE_R = 9.0
+_NODE_R = 9.0  # a kernel's circle, px
 _MARGIN_LEFT = 210.0  # the row titles
+_MARGIN = 20.0  # above, below and right of the drawing
+_PLAIN_STEP, _PLAIN_ROW = 26.0, 46.0  # the plain layout: between kernels, between rows
+_PLAIN_TOP = 30.0  # the plain layout's first row
+_BEND = 0.45  # how far an edge's curve leaves its end points, as a share of the rows between
 
 
 def _dot_layout(
@@ -180,7 +194,7 @@ def _dot_layout(
         if "pos" not in obj:  # the rank=same subgraphs are objects too
             continue
         x, y = (float(v) for v in obj["pos"].split(","))
-        point = (_MARGIN_LEFT + x - x0, height - (y - y0) + 20)
+        point = (_MARGIN_LEFT + x - x0, height - (y - y0) + _MARGIN)
         if obj["name"].startswith("row"):
             row_y[int(obj["name"][3:])] = point[1]
         else:
@@ -195,7 +209,7 @@ def _dot_layout(
         GraphEdge(s, t, score, paths.get((s, t)) or _curve(positions[s], positions[t]))
         for s, t, score in edges
     )
-    return GraphLayout(_MARGIN_LEFT + (x1 - x0) + 20, height + 40, positions, drawn,
+    return GraphLayout(_MARGIN_LEFT + (x1 - x0) + _MARGIN, height + 2 * _MARGIN, positions, drawn,
                        tuple((titles[i], row_y[i]) for i in range(len(rows))), "dot")
 
 
@@ -214,7 +228,7 @@ def _spline(pos: str, x0: float, y0: float, height: float) -> str:
         return ""
 
     def page(point: tuple[float, float]) -> str:
-        return f"{_MARGIN_LEFT + point[0] - x0:.1f},{height - (point[1] - y0) + 20:.1f}"
+        return f"{_MARGIN_LEFT + point[0] - x0:.1f},{height - (point[1] - y0) + _MARGIN:.1f}"
 
     parts = [f"M{page(points[0])}"]
     for i in range(1, len(points), 3):
@@ -229,30 +243,31 @@ def _plain_layout(
     titles: Sequence[str],
     edges: Sequence[tuple[str, str, float]],
 ) -> GraphLayout:
-    step, row_h = 26.0, 46.0
+    step, row_h = _PLAIN_STEP, _PLAIN_ROW
     widest = max((len(row) for row in rows), default=1)
-    width = _MARGIN_LEFT + step * widest + 40
+    width = _MARGIN_LEFT + step * widest + 2 * _MARGIN
     positions: dict[str, tuple[float, float]] = {}
     row_y = []
     for index, row in enumerate(rows):
-        y = 30 + index * row_h
+        y = _PLAIN_TOP + index * row_h
         first = _MARGIN_LEFT + (step * widest - step * (len(row) - 1)) / 2
         for i, node in enumerate(row):
             positions[node.dom_id] = (first + i * step, y)
         row_y.append((titles[index], y))
     drawn = tuple(GraphEdge(s, t, score, _curve(positions[s], positions[t]))
                   for s, t, score in edges)
-    return GraphLayout(width, 30 + len(rows) * row_h, positions, drawn, tuple(row_y), "plain")
+    return GraphLayout(width, _PLAIN_TOP + len(rows) * row_h, positions, drawn, tuple(row_y),
+                       "plain")
 
 
 def _curve(start: tuple[float, float], end: tuple[float, float]) -> str:
     (x1, y1), (x2, y2) = start, end
-    bend = (y2 - y1) * 0.45
+    bend = (y2 - y1) * _BEND
     return (f"M{x1:.1f},{y1 + _NODE_R:.1f} C{x1:.1f},{y1 + bend:.1f} {x2:.1f},{y2 - bend:.1f} "
             f"{x2:.1f},{y2 - _NODE_R:.1f}")
 
 
-def _reliance(graph: Any, key: str) -> float:
+def _reliance(graph: nx.DiGraph, key: str) -> float:
     parents = _predecessors(graph, key)
     if not parents:  # the class: everything relies on it
         return 1.0
@@ -263,15 +278,15 @@ def _share(value: float, top: float) -> float:
     return float(value / top) if top > 0 else 0.0
 
 
-def _predecessors(graph: Any, key: str) -> list[str]:
+def _predecessors(graph: nx.DiGraph, key: str) -> list[str]:
     return list(graph.predecessors(key)) if key in graph else []
 
 
-def _successors(graph: Any, key: str) -> list[str]:
+def _successors(graph: nx.DiGraph, key: str) -> list[str]:
     return list(graph.successors(key)) if key in graph else []
 
 
-def _edge_score(graph: Any, source: str, target: str) -> float:
+def _edge_score(graph: nx.DiGraph, source: str, target: str) -> float:
     data = graph.get_edge_data(source, target) or {}
     fallback = graph.nodes[target].get("score", 0.0) if target in graph else 0.0
     return float(data.get("score", fallback))
@@ -279,3 +294,54 @@ def _edge_score(graph: Any, source: str, target: str) -> float:
 
 def _channel(key: str) -> int:
     return int(key.rsplit(":", 1)[1])
+
+
+# --- what the page shows of the graph ------------------------------------------------------
+
+
+def graph_rows(rows: Sequence[Sequence[ShownKernel]], titles: Sequence[str],
+               placed: GraphLayout) -> list[dict[str, Any]]:
+    """Each row's title (cut to fit), height and the DOM ids of its kernels."""
+    out = []
+    for index, ((title, y), row) in enumerate(zip(placed.rows, rows, strict=True)):
+        out.append({"index": index, "title": _clip(title), "full": titles[index], "y": y,
+                    "count": len(row), "ids": " ".join(node.dom_id for node in row)})
+    return out
+
+
+def node_view(node: ShownKernel, placed: GraphLayout, cmap: str,
+              has_picture: bool) -> dict[str, Any]:
+    """What the page draws of one kernel: where, in which colour, and whether it has a map."""
+    x, y = placed.positions[node.dom_id]
+    red, green, blue = lookup_table(cmap)[int(round(max(0.0, min(1.0, node.reliance)) * 255))]
+    return {"key": node.key, "id": node.dom_id, "x": x, "y": y, "row": node.row,
+            "fill": f"rgb({red},{green},{blue})", "reliance": node.reliance,
+            "channel": node.channel, "input": node.is_input, "picture": has_picture}
+
+
+def panel(graph: nx.DiGraph, node: ShownKernel, picture: str | None,
+          shown: Mapping[str, ShownKernel], index_of: Mapping[str, int],
+          skipped: set[str]) -> dict[str, Any]:
+    """The panel a click on a kernel opens: its map, what it depends on and what uses it."""
+    def linked(items: list[tuple[str, float]]) -> dict[str, Any]:
+        entries = [{"key": key, "score": score, "shown": key in shown and not shown[key].is_input}
+                   for key, score in sorted(items, key=lambda item: -item[1])[:_LIST_LIMIT]]
+        return {"entries": entries, "more": max(0, len(items) - _LIST_LIMIT), "count": len(items)}
+
+    children = [(c, _edge_score(graph, node.key, c)) for c in
+                (graph.successors(node.key) if node.key in graph else ())]
+    parents = [(p, _edge_score(graph, p, node.key)) for p in
+               (graph.predecessors(node.key) if node.key in graph else ())]
+    level = index_of.get(node.layer)
+    if picture is None:
+        note = ("not expanded: this kernel lies at max_depth" if node.layer in skipped else
+                "maps are drawn for the report's levels only (--levels all draws every one)")
+    else:
+        note = None
+    return {"key": node.key, "layer": node.layer, "level": level, "channel": node.channel,
+            "reliance": node.reliance, "picture": picture, "note": note,
+            "children": linked(children), "parents": linked(parents)}
+
+
+def _clip(text: str, limit: int = _TITLE_LIMIT) -> str:
+    return text if len(text) <= limit else "…" + text[-(limit - 1):]

@@ -1,9 +1,9 @@
 """A stand-in for ``fxcfp.Pyramid`` with synthetic maps, shared by the render and report tests.
 
-The render package reads a pyramid only through its documented interface (``target``,
-``layers``, ``kernel_map``, ``layer_map``, ``temporal_profile``, ``summary``, ``graph``...), so a
-small fake with moving Gaussian blobs exercises it without tracing a network. The tests at the
-bottom hold the fake to that interface, so it cannot drift into testing something else.
+The render package reads a pyramid only through ``fxcfp.render._common.PyramidLike`` (a
+``typing.Protocol`` that mypy holds the real ``Pyramid`` to), so a small fake with moving
+Gaussian blobs exercises it without tracing a network. ``tests/test_render_common.py`` holds
+the fake to the same protocol, so it cannot drift into testing something else.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import networkx as nx
 import numpy as np
-import pytest
 import torch
 
 from fxcfp._errors import InvalidArgumentError
+from fxcfp._maps import temporal_profile
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,8 @@ class FakePyramid:
     ) -> None:
         rng = np.random.default_rng(seed)
         self.target = target
+        self.contrast: int | None = None
+        self.top_k: int | None = None
         self.threshold = 0.6
         self.max_depth = None if unexpanded == 0 else levels + classifier - unexpanded
         self.logits = torch.from_numpy(rng.normal(size=num_classes).astype(np.float32))
@@ -77,6 +79,7 @@ class FakePyramid:
         }
         self._cache: dict[tuple[str, int | None, bool], torch.Tensor] = {}
         self.modes_asked: set[str] = set()  # the map modes a renderer asked for
+        self.prefetched: list[tuple[tuple[str, ...], str]] = []  # prefetch_maps calls
         graph = nx.DiGraph(target=target, threshold=self.threshold, probability=self.probability)
         for layer in layers:
             for k in layer.kernels:
@@ -99,6 +102,16 @@ class FakePyramid:
                 for k in layers[-1].kernels:
                     graph.add_edge(f"{layers[-1].name}:{k}", f"{source}:{c}", score=0.9)
         self.graph = graph
+
+    @property
+    def num_edges(self) -> int:
+        return self.graph.number_of_edges()
+
+    def prefetch_maps(self, layers: list[str] | tuple[str, ...] | None = None, *,
+                      mode: str = "paper") -> None:
+        """The real pyramid records every asked layer's map in one pass; the fake's maps are
+        synthetic, so it only notes what was asked."""
+        self.prefetched.append((tuple(layers or ()), mode))
 
     def _layer(self, name: str) -> FakeLayer:
         found = [layer for layer in self.layers if layer.name == name]
@@ -135,8 +148,8 @@ class FakePyramid:
         xx = np.linspace(0, 1, w)[None, None, :]
         blob = (0.3 + 0.7 * times) * np.exp(-((yy - cy) ** 2 + (xx - cx - 0.2 * times) ** 2) / 0.02)
         span = blob.max() - blob.min()
-        # min-max normalised; a one-value map (a 1 x 1 x 1 slow pathway) is its own peak
-        blob = (blob - blob.min()) / span if span > 0 else np.ones_like(blob)
+        # a map of one pixel is constant: all zeros, as the real pyramid scales it
+        blob = (blob - blob.min()) / span if span > 0 else np.zeros_like(blob)
         return torch.from_numpy(blob.astype(np.float32).reshape(shape))
 
     def layer_map(self, layer: str, *, upsample: bool = False,
@@ -150,10 +163,8 @@ class FakePyramid:
             self._cache[key] = (total - total.min()) / span if span > 0 else total * 0
         return self._cache[key]
 
-    def temporal_profile(self, layer: str) -> torch.Tensor:
-        heat = self.layer_map(layer, upsample=True)
-        mass = heat.reshape(heat.shape[0], -1).sum(1)
-        return mass / mass.sum() if float(mass.sum()) > 0 else torch.zeros_like(mass)
+    def temporal_profile(self, layer: str, *, mode: str = "paper") -> torch.Tensor:
+        return temporal_profile(self.layer_map(layer, upsample=True, mode=mode))
 
     def summary(self) -> str:
         lines = [f"class {self.target}  p={self.probability:.3f}", "layer  kept/total  depth"]
@@ -168,24 +179,3 @@ def frames_for(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
     return np.stack([(grid * 3 + seed) % 256, (grid * 5) % 256, np.full_like(grid, 90)], -1).astype(
         np.uint8
     )
-
-
-def test_fake_maps_follow_the_pyramid_interface() -> None:
-    pyramid = FakePyramid(shapes=((8, 32, 32), (4, 16, 16)))
-    for layer in pyramid.layers:
-        shape = pyramid.shapes[layer.pathway]
-        heat = pyramid.layer_map(layer.name, upsample=True)
-        assert tuple(heat.shape) == shape and heat.dtype == torch.float32
-        assert 0.0 <= float(heat.min()) and float(heat.max()) <= 1.0
-        assert tuple(pyramid.kernel_map(layer.name, layer.kernels[0], upsample=True).shape) == shape
-        assert torch.isclose(pyramid.temporal_profile(layer.name).sum(), torch.tensor(1.0))
-    assert all(":" in node for node in pyramid.graph.nodes)
-
-
-def test_fake_models_the_root_and_max_depth_like_the_real_pyramid() -> None:
-    pyramid = FakePyramid(levels=3, classifier=True, unexpanded=1)
-    assert pyramid.layers[0].name == "fc" and pyramid.graph.nodes["fc:3"]["score"] == 1.0
-    assert float(pyramid.layer_map("fc", upsample=True).abs().sum()) == 0.0
-    with pytest.raises(InvalidArgumentError, match="max_depth"):
-        pyramid.layer_map(pyramid.layers[-1].name, upsample=True)
-    assert FakePyramid(image=True).layer_map("layer_1", upsample=True).shape == (32, 32)
