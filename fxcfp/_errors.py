@@ -100,3 +100,11 @@ def describe_model_error(err: BaseException, hint: str | None = None) -> str:
         hint = ("the model's own code raised this; check that model(clip) runs outside fxcfp "
                 "on this clip, in eval mode")
     return f"{type(err).__name__}: {first}. Hint: {hint}"
+
+
+class ModelSpecError(FxcfpError, ValueError):
+    """``--model`` or ``--weights`` cannot be turned into a model (:mod:`fxcfp.cli`)."""
+
+
+class VideoError(FxcfpError, ValueError):
+    """A clip or image cannot be read: missing or undecodable file, too few frames, bad option."""

@@ -205,6 +205,14 @@ def save_pyramid(pyramid: Pyramid, path: str | os.PathLike[str], *, maps: Any = 
                  inputs: bool = False) -> Path:
     """Write ``pyramid`` to ``path`` (see :meth:`fxcfp.Pyramid.save`)."""
     meta, arrays = pyramid_state(pyramid, maps=maps, inputs=inputs)
+    return write_state(path, meta, arrays)
+
+
+def write_state(path: str | os.PathLike[str], meta: dict[str, Any],
+                arrays: dict[str, np.ndarray]) -> Path:
+    """Write what :func:`pyramid_state` returned to ``path``, atomically and synced: the slow
+    half of a save (compression, the disk), which reads nothing of the pyramid, so a dataset
+    run does it on a writer thread while the next batch is analysed."""
     path = Path(path)
     with atomic_write(path, binary=True) as file:
         _write_npz(file, meta, arrays)

@@ -1,8 +1,9 @@
 """Reading a clip (or an image) into the tensor a model reads and the frames a person sees.
 
 :func:`read_clip` decodes a video with PyAV, samples frames, resizes the short side, centre-crops a
-square and normalises; the :class:`Clip` it returns keeps the uint8 frames of the same crop, so a
-heat map computed on ``clip.tensor`` lies exactly over ``clip.frames``.
+square and normalises; the :class:`~fxcfp.clip.Clip` it returns keeps the uint8 frames of the same
+crop, so a heat map computed on ``clip.tensor`` lies exactly over ``clip.frames``. The record, the
+presets and the (de-)normaliser live in :mod:`fxcfp.clip` and are re-exported here.
 
 Example:
     >>> from fxcfp.data import sample_video
@@ -17,70 +18,28 @@ from __future__ import annotations
 import os
 from collections.abc import Generator, Sequence
 from contextlib import closing
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fxcfp._errors import FxcfpError
+from fxcfp._errors import FxcfpError, VideoError
+from fxcfp.clip import (
+    NORMALIZATION,
+    Clip,
+    denormalize,
+    normalize,
+    resolve_normalization,
+)
 
 if TYPE_CHECKING:
     import av
 
 __all__ = ["NORMALIZATION", "Clip", "VideoError", "denormalize", "read_clip", "read_image"]
 
-_Triple = tuple[float, float, float]
-
-NORMALIZATION: dict[str, tuple[_Triple, _Triple]] = {
-    # torchvision's image classifiers.
-    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    # torchvision's video classifiers (r3d_18, mc3_18, r2plus1d_18, s3d, ...), Kinetics-400 stats.
-    "kinetics": ((0.43216, 0.394666, 0.37645), (0.22803, 0.22145, 0.216989)),
-    # PyTorchVideo's model zoo (slow_r50, x3d_*, slowfast_*).
-    "pytorchvideo": ((0.45, 0.45, 0.45), (0.225, 0.225, 0.225)),
-    # EfficientNet-Lite (fxcfp.zoo.efficientnet_lite): TensorFlow's (x - 127) / 128, i.e. [-1, 1].
-    "efficientnet_lite": ((0.498, 0.498, 0.498), (0.502, 0.502, 0.502)),
-}
-
 _MIN_SIZE = 8
-
-
-class VideoError(FxcfpError, ValueError):
-    """A clip or image cannot be read: missing or undecodable file, too few frames, bad option."""
-
-
-@dataclass(frozen=True, eq=False)
-class Clip:
-    """A clip ready for a model, with the frames a person would see.
-
-    ``eq=False`` because the fields are arrays: equality and hashing are by identity.
-
-    Attributes:
-        tensor: ``3 x T x H x W`` float32, normalised with ``mean`` and ``std``; add the batch
-            dim (:attr:`batch`) before calling a model.
-        frames: ``T x H x W x 3`` uint8 RGB of the same crop, read-only.
-        mean: Per-channel mean subtracted from RGB values in ``[0, 1]``.
-        std: Per-channel std the centred values were divided by.
-        fps: Frame rate of the source video (``0.0`` for an image).
-        source: The file read, or ``"<array>"`` for an in-memory image.
-        frame_indices: Which frames of the decoded video were used, counted from 0.
-    """
-
-    tensor: torch.Tensor
-    frames: np.ndarray
-    mean: _Triple
-    std: _Triple
-    fps: float
-    source: str
-    frame_indices: tuple[int, ...]
-
-    @property
-    def batch(self) -> torch.Tensor:
-        """``tensor`` with a batch dim of one: ``1 x 3 x T x H x W``."""
-        return self.tensor.unsqueeze(0)
 
 
 def _import_av(call: str) -> Any:
@@ -91,34 +50,6 @@ def _import_av(call: str) -> Any:
             f"{call}: reading videos needs PyAV. Hint: pip install av (or pip install 'fxcfp[render]')."
         ) from err
     return av
-
-
-def _resolve_normalization(
-    normalization: str | Sequence[Any], call: str
-) -> tuple[_Triple, _Triple]:
-    if isinstance(normalization, str):
-        if normalization not in NORMALIZATION:
-            raise VideoError(
-                f"{call}: unknown normalization {normalization!r}; the presets are "
-                f"{', '.join(sorted(NORMALIZATION))}, or pass a (mean, std) pair of RGB triples."
-            )
-        return NORMALIZATION[normalization]
-    # a str is a Sequence too, so mypy does not narrow it away after the branch above
-    pair: Sequence[Any] = normalization
-    try:
-        mean, std = pair
-        mean = tuple(float(v) for v in mean)
-        std = tuple(float(v) for v in std)
-    except (TypeError, ValueError) as err:
-        raise VideoError(
-            f"{call}: normalization must be a preset name or a (mean, std) pair of RGB triples, "
-            f"got {normalization!r}."
-        ) from err
-    if len(mean) != 3 or len(std) != 3 or not all(s > 0 for s in std):
-        raise VideoError(
-            f"{call}: normalization needs 3 means and 3 positive stds, got mean={mean}, std={std}."
-        )
-    return mean, std
 
 
 _INTERPOLATION = ("bilinear", "bicubic")
@@ -134,11 +65,9 @@ def _check_size(size: object, resize: object, call: str, interpolation: object =
             f"{call}: size must be an integer >= {_MIN_SIZE} (the side of the square crop), "
             f"got {size!r}."
         )
-    pair = isinstance(resize, (tuple, list)) and len(resize) == 2
-    if resize is not None and not (
-        _is_side(resize, size)
-        or (pair and all(_is_side(v, size) for v in cast(Sequence[object], resize)))
-    ):
+    pair = (isinstance(resize, (tuple, list)) and len(resize) == 2
+            and all(_is_side(v, size) for v in resize))
+    if resize is not None and not (_is_side(resize, size) or pair):
         raise VideoError(
             f"{call}: resize (the short side before the crop) must be an integer >= size={size}, "
             f"an exact (height, width) pair of such integers, or None, got {resize!r}."
@@ -182,19 +111,18 @@ def _resize_crop(
 
 def _make_clip(
     frames: np.ndarray,
-    mean: _Triple,
-    std: _Triple,
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
     *,
     fps: float,
     source: str,
     frame_indices: tuple[int, ...],
 ) -> Clip:
     # The tensor is computed from the uint8 frames, so denormalize(tensor) gives frames back.
-    x = torch.from_numpy(frames).permute(3, 0, 1, 2).float().div_(255.0)
-    x = (x - torch.tensor(mean).view(3, 1, 1, 1)) / torch.tensor(std).view(3, 1, 1, 1)
+    tensor = normalize(frames, mean, std)
     frames.setflags(write=False)
     return Clip(
-        tensor=x.contiguous(),
+        tensor=tensor,
         frames=frames,
         mean=mean,
         std=std,
@@ -236,7 +164,8 @@ def _open_video(path: Path, call: str) -> tuple[Any, Any]:
     return container, stream
 
 
-def _iter_frames(path: Path, call: str) -> Generator[tuple[int, float | None, av.VideoFrame], None, None]:
+def _iter_frames(path: Path, call: str
+                 ) -> Generator[tuple[int, float | None, av.VideoFrame], None, None]:
     """Decode every frame in order: ``(index, presentation time in seconds or None, frame)``."""
     av = _import_av(call)
     container, stream = _open_video(path, call)
@@ -387,7 +316,7 @@ def read_clip(
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
         raise VideoError(f"{call}: frames must be an integer >= 1, got {frames!r}.")
     _check_size(size, resize, call, interpolation)
-    mean, std = _resolve_normalization(normalization, call)
+    mean, std = resolve_normalization(normalization, call)
     if start is not None:
         if isinstance(start, bool) or not isinstance(start, (int, float)) or not start >= 0:
             raise VideoError(
@@ -481,45 +410,7 @@ def read_image(
     """
     call = "read_image"
     _check_size(size, resize, call, interpolation)
-    mean, std = _resolve_normalization(normalization, call)
+    mean, std = resolve_normalization(normalization, call)
     array, source = _image_array(image, call)
     cropped = _resize_crop(np.ascontiguousarray(array)[None], size, resize, interpolation)
     return _make_clip(cropped, mean, std, fps=0.0, source=source, frame_indices=(0,))
-
-
-def denormalize(
-    tensor: torch.Tensor | np.ndarray, mean: Sequence[float], std: Sequence[float]
-) -> np.ndarray:
-    """Undo the normalisation of a ``3 x T x H x W`` clip tensor: ``T x H x W x 3`` uint8.
-
-    Values are rounded and clipped to ``[0, 255]``, so a tensor from :func:`read_clip` gives its
-    ``frames`` back exactly, and an edited tensor (an adversarial or blended one) still displays.
-
-    Args:
-        tensor: The normalised clip, channels first.
-        mean: The per-channel mean used to normalise (``clip.mean``).
-        std: The per-channel std used to normalise (``clip.std``).
-
-    Returns:
-        The frames, channels last.
-
-    Raises:
-        VideoError: ``tensor`` is not ``3 x T x H x W`` or ``mean``/``std`` are not RGB triples.
-
-    Example:
-        >>> import torch
-        >>> denormalize(torch.zeros(3, 1, 2, 2), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))[0, 0, 0]
-        array([128, 128, 128], dtype=uint8)
-    """
-    x = torch.as_tensor(tensor).detach().to("cpu", torch.float64)
-    if x.dim() != 4 or x.shape[0] != 3:
-        raise VideoError(
-            f"denormalize: expected a 3 x T x H x W clip tensor, got shape {tuple(x.shape)}. "
-            "Hint: drop the batch dim, e.g. denormalize(batch[0], ...)."
-        )
-    if len(mean) != 3 or len(std) != 3:
-        raise VideoError(f"denormalize: mean and std must be RGB triples, got {mean!r}, {std!r}.")
-    x = x * torch.tensor(std, dtype=torch.float64).view(3, 1, 1, 1)
-    x = x + torch.tensor(mean, dtype=torch.float64).view(3, 1, 1, 1)
-    x = (x * 255.0).round_().clamp_(0, 255)
-    return x.to(torch.uint8).permute(1, 2, 3, 0).contiguous().numpy()

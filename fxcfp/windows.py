@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ._errors import InvalidArgumentError
-from ._pyramid import Pyramid
+from ._pyramid import MapMode, Pyramid
 
 __all__ = ["Window", "WindowedVideo", "explain_windows", "spread_levels"]
 
@@ -175,7 +175,7 @@ def explain_windows(
     top_k: int | None = None,
     batch_size: int = 4,
     levels: int | None = 8,
-    mode: str = "paper",
+    mode: MapMode = "paper",
     contrast: int | str | None = None,
     inputs: Callable[[torch.Tensor], Any] | None = None,
     on_window: Callable[[Window, Pyramid, np.ndarray], None] | None = None,
@@ -208,7 +208,8 @@ def explain_windows(
         InvalidArgumentError: a bad ``frames``, ``stride`` or ``batch_size``.
     """
     from ._analyzer import _cached_analyzer
-    from .video import VideoError, _check_file, _resolve_normalization, _stream_info
+    from .clip import normalize, resolve_normalization
+    from .video import VideoError, _check_file, _stream_info
 
     call = "fxcfp.windows.explain_windows"
     for name, value in (("frames", frames), ("batch_size", batch_size)):
@@ -219,13 +220,11 @@ def explain_windows(
         raise InvalidArgumentError(
             f"{call}: stride must be a number of frames >= 1 (default: frames={frames}), got "
             f"{stride!r}")
-    mean, std = _resolve_normalization(normalization, call)
+    mean, std = resolve_normalization(normalization, call)
     path = _check_file(video, call, "a video")
     fps, _ = _stream_info(path, call)
     analyzer = _cached_analyzer(model, call)
     to_inputs = inputs or (lambda batch: batch)
-    mean_t = torch.tensor(mean).view(1, 3, 1, 1, 1)
-    std_t = torch.tensor(std).view(1, 3, 1, 1, 1)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     found: list[Window] = []
     chosen: tuple[str, ...] | None = None
@@ -239,18 +238,15 @@ def explain_windows(
 
     def flush(group: list[tuple[int, np.ndarray]]) -> None:
         nonlocal chosen
-        pixels = torch.from_numpy(np.stack([g[1] for g in group])).permute(0, 4, 1, 2, 3)
-        batch = ((pixels.float() / 255.0 - mean_t) / std_t).to(device)
-        extra: dict[str, Any] = {} if contrast is None else {"contrast": contrast}
+        batch = normalize(np.stack([g[1] for g in group]), mean, std).to(device)
         pyramids = analyzer.analyze_batch(to_inputs(batch), cls, threshold=threshold,
-                                          max_depth=max_depth, top_k=top_k, **extra)
+                                          max_depth=max_depth, top_k=top_k, contrast=contrast)
         for (first, window_frames), pyramid in zip(group, pyramids):
             if chosen is None:
                 chosen = spread_levels(pyramid, levels)
             mapped = [n for n in chosen if _has_map(pyramid, n)]
-            options: dict[str, Any] = {} if mode == "paper" else {"mode": mode}
-            pyramid.prefetch_maps(mapped, **options)
-            profiles = {n: pyramid.temporal_profile(n, **options).numpy() for n in mapped}
+            pyramid.prefetch_maps(mapped, mode=mode)
+            profiles = {n: pyramid.temporal_profile(n, mode=mode).numpy() for n in mapped}
             probabilities = torch.softmax(pyramid.logits.double(), 0)
             top = torch.topk(probabilities, min(5, probabilities.numel()))
             indices = tuple(range(first, first + frames))

@@ -20,8 +20,9 @@ import pytest
 import torch
 from torch import nn
 
-from fxcfp._models import LoadedModel, load_model
-from fxcfp.cli import _clear_levels, _resolve_class, main
+from fxcfp.cli import main
+from fxcfp.cli._explain import _clear_levels, _resolve_class
+from fxcfp.cli._spec import LoadedModel, load_model
 from fxcfp.data import sample_video
 
 VIDEO = str(sample_video())

@@ -221,6 +221,39 @@ def test_killed_run_resumed_loses_no_clip_and_repeats_none(single, videos, tmp_p
     assert tables(out) == tables(single)
 
 
+def test_a_failing_disk_stops_the_run_and_keeps_every_clip_written_before(
+        single, videos, tmp_path, capsys, monkeypatch):
+    from fxcfp.dataset import _run
+
+    written = []
+
+    def full_disk(path, meta, arrays):
+        if len(written) == 2:
+            raise OSError(28, "No space left on device")
+        written.append(_real(path, meta, arrays))
+
+    _real = _run.write_state
+    monkeypatch.setattr(_run, "write_state", full_disk)
+    out = tmp_path / "out"
+    argv = ["explain-dataset", str(videos), "--out", str(out), "--model", TINY, "--workers",
+            "0", "--batch", "1", "--quiet", *OPTIONS]
+    code, _, err = run(argv, capsys)
+    # the writer thread's failure ends the run in one line, as a failure in the loop would
+    assert code == 2 and err.count("\n") == 1 and "No space left on device" in err
+    lines = (out / "manifest" / "rank-00000.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    # exactly the clips whose files were written, in the order they were analysed
+    assert [out / r["file"] for r in records] == written
+    order = sorted(p.relative_to(videos).as_posix() for p in videos.rglob("*.mp4"))
+    assert [r["key"] for r in records] == order[:2]
+    monkeypatch.undo()
+    code, printed, _ = run(argv, capsys)
+    assert code == 0 and "4 analysed now, 2 finished before" in printed
+    assert "clips/s after the first batch" in printed
+    assert sorted(done(out)) == order
+    assert tables(out) == tables(single)
+
+
 def test_torchrun_two_processes_match_one(single, videos, tmp_path):
     out = tmp_path / "out"
     argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",

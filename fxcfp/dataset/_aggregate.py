@@ -192,7 +192,8 @@ def write_aggregates(tally: Tally, out: Path, *, share: float,
 
 def _class_graph(tally: Tally, entry: ClassTally, keep: np.ndarray, cls: int, label: str,
                  share: float) -> nx.DiGraph:
-    graph: nx.DiGraph[str] = nx.DiGraph(target=cls, label=label, clips=entry.clips, share=float(share))
+    graph: nx.DiGraph[str] = nx.DiGraph(target=cls, label=label, clips=entry.clips,
+                                        share=float(share))
     names = tally.names
 
     def key(i: int) -> str:

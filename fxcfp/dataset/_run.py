@@ -6,7 +6,8 @@ Layout of ``out``:
 * ``run.json``: the model and options; a rerun must use the same ones.
 * ``manifest/rank-NNNNN.jsonl``: one JSON line per finished clip (``done`` or ``skipped``),
   appended after its pyramid is written and synced, so a killed run loses no finished clip and
-  a rerun repeats none.
+  a rerun repeats none. Files and lines are written by one writer thread, in the order the clips
+  were analysed, while the next batch is analysed.
 * ``pyramids/<name>.fxcfp``: one saved pyramid per clip (:func:`fxcfp.load_pyramid`).
 * ``aggregate/``: written by rank 0 from every rank's tallies: ``kernel_class.parquet``,
   ``class_overlap.parquet``, ``classes.parquet``, ``classes/*.graphml`` and ``report.html``.
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import sys
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -29,8 +32,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from .._analyzer import Analyzer
 from .._files import dump_json
-from .._io import load_pyramid
-from .._models import LoadedModel
+from .._io import load_pyramid, pyramid_state, write_state
+from ..cli._spec import LoadedModel
 from ._aggregate import Tally, write_aggregates
 from ._items import DatasetError, Item, list_items
 
@@ -77,6 +80,8 @@ class DatasetResult:
         skipped: clips that could not be decoded (this run and earlier ones).
         seconds: wall time of the decode-and-analyse loop (the slowest rank).
         clips_per_second: ``analysed / seconds``.
+        steady_clips_per_second: the same after each rank's first batch (its decode workers'
+            start and the pipeline's fill left out): the rate a long run keeps.
         report: the aggregate report, ``None`` on a rank other than 0 or without any pyramid.
     """
 
@@ -88,6 +93,7 @@ class DatasetResult:
     seconds: float
     clips_per_second: float
     report: Path | None
+    steady_clips_per_second: float = 0.0
 
 
 # --- one process or many -------------------------------------------------------------------------
@@ -222,6 +228,58 @@ class _Manifest:
         os.close(self.fd)
 
 
+class _Writer:
+    """Writes saved pyramids and manifest lines on one thread, in the order they were handed
+    over, so compression and syncing overlap the next batch's analysis.
+
+    A clip's line follows its synced file, as without the thread. The first failure (a full
+    disk) stops the writes: later jobs are dropped (their clips are not finished, a rerun does
+    them) and the error is raised in the analysing thread at its next :meth:`put` or at
+    :meth:`close`.
+    """
+
+    def __init__(self, manifest: _Manifest, depth: int) -> None:
+        self.manifest = manifest
+        # bounded: analysis never runs more than `depth` clips ahead of the disk
+        self.jobs: queue.Queue[tuple[Path | None, Any, dict[str, Any]] | None] = queue.Queue(
+            maxsize=max(1, depth))
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._loop, name="fxcfp-dataset-writer",
+                                       daemon=True)
+        self.thread.start()
+
+    def put(self, path: Path | None, state: Any, record: dict[str, Any]) -> None:
+        """Queue one clip: its pyramid ``state`` for ``path`` (``None``: a skipped clip, only
+        the line), then its manifest ``record``."""
+        self._raise()
+        self.jobs.put((path, state, record))
+
+    def close(self) -> None:
+        """Finish every queued write; raise the first failure."""
+        if self.thread.is_alive():
+            self.jobs.put(None)
+            self.thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+    def _loop(self) -> None:
+        failed = False
+        while (job := self.jobs.get()) is not None:
+            if failed:
+                continue  # drain, so that put() never blocks on a stopped writer
+            path, state, record = job
+            try:
+                if path is not None:
+                    write_state(path, *state)
+                self.manifest.append(record)
+            except BaseException as err:  # noqa: BLE001 - handed to the analysing thread
+                self.error, failed = err, True
+
+
 def _check_run(out: Path, describe: dict[str, Any]) -> bool:
     """Compare with the run an earlier call left in ``out``; ``True`` when there is none."""
     path = out / "run.json"
@@ -313,6 +371,7 @@ def _run(world: _World, loaded: LoadedModel, source: Path, out: Path, options: D
     (out / "pyramids").mkdir(parents=True, exist_ok=True)
     pending = [item for item in items if item.key not in finished]
     manifest = _Manifest(out / "manifest", world.rank)
+    writer = _Writer(manifest, depth=2 * batch_size)
     dataset = _Decode(pending, options)
     sampler = _Shard(dataset, num_replicas=world.size, rank=world.rank, shuffle=False)
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
@@ -324,6 +383,7 @@ def _run(world: _World, loaded: LoadedModel, source: Path, out: Path, options: D
     total = len(sampler)
     prefix = f"fxcfp: rank {world.rank}: " if world.size > 1 else "fxcfp: "
     started = last = time.perf_counter()
+    first: tuple[float, int] | None = None  # when the first batch was done, and its clips
     try:
         for batch in loader:
             good = [(i, clip) for i, clip, error in batch if error is None]
@@ -331,7 +391,8 @@ def _run(world: _World, loaded: LoadedModel, source: Path, out: Path, options: D
                 if error is not None:
                     item = pending[i]
                     print(f"{prefix}skipped {item.key}: {error}", file=sys.stderr, flush=True)
-                    manifest.append({"key": item.key, "status": "skipped", "error": error})
+                    writer.put(None, None, {"key": item.key, "status": "skipped",
+                                            "error": error})
                     skipped += 1
             if good:
                 clips = torch.stack([clip for _, clip in good]).to(device, non_blocking=True)
@@ -342,23 +403,34 @@ def _run(world: _World, loaded: LoadedModel, source: Path, out: Path, options: D
                 for (i, _), pyramid in zip(good, pyramids):
                     item = pending[i]
                     file = f"pyramids/{item.name}.fxcfp"
-                    pyramid.save(out / file, maps=options.maps)
+                    # the state here (maps run the model), the compression and disk on the writer
+                    state = pyramid_state(pyramid, maps=options.maps)
                     if tally is None:
                         tally = Tally.like(pyramid)
                     tally.add(pyramid)
-                    manifest.append({"key": item.key, "status": "done", "file": file,
-                                     "label": item.label, "target": pyramid.target,
-                                     "probability": pyramid.probability})
+                    writer.put(out / file, state, {
+                        "key": item.key, "status": "done", "file": file, "label": item.label,
+                        "target": pyramid.target, "probability": pyramid.probability})
                     analysed += 1
             now = time.perf_counter()
+            if first is None:
+                first = (now, analysed)
             if progress and (now - last > 2 or analysed + skipped == total):
                 last = now
                 rate = analysed / max(now - started, 1e-9)
                 print(f"{prefix}{analysed + skipped}/{total} clips, {rate:.2f} clips/s, "
                       f"{skipped} skipped", file=sys.stderr, flush=True)
+        writer.close()
     finally:
-        manifest.close()
-    seconds = time.perf_counter() - started
+        try:
+            writer.close()  # an error of the loop: what was analysed is still written
+        finally:
+            manifest.close()
+    ended = time.perf_counter()
+    seconds = ended - started
+    # the rate after the first batch; a rank with a single batch has none
+    steady = ((analysed - first[1]) / max(ended - first[0], 1e-9)
+              if first is not None and analysed > first[1] else None)
     # clips finished by earlier runs are tallied from their files, each by one rank
     for key, record in finished.items():
         if record.get("status") != "done" or zlib.crc32(key.encode()) % world.size != world.rank:
@@ -367,7 +439,7 @@ def _run(world: _World, loaded: LoadedModel, source: Path, out: Path, options: D
         if tally is None:
             tally = Tally.like(pyramid)
         tally.add(pyramid)
-    stats = _gather(world, (tally, analysed, skipped, seconds))
+    stats = _gather(world, (tally, analysed, skipped, seconds, steady))
     earlier_skips = sum(r.get("status") == "skipped" for r in finished.values())
     all_analysed = sum(s[1] for s in stats)
     slowest = max(s[3] for s in stats)
@@ -384,10 +456,12 @@ def _run(world: _World, loaded: LoadedModel, source: Path, out: Path, options: D
         if merged is not None:
             report = _write_outputs(merged, out / "aggregate", options, loaded.labels)
     _barrier(world)
+    rates = [s[4] for s in stats]
     return DatasetResult(out=out, clips=len(items), analysed=all_analysed,
                          resumed=len(finished), skipped=sum(s[2] for s in stats) + earlier_skips,
                          seconds=slowest, clips_per_second=all_analysed / max(slowest, 1e-9),
-                         report=report)
+                         report=report,
+                         steady_clips_per_second=(sum(rates) if None not in rates else 0.0))
 
 
 def _write_outputs(tally: Tally, folder: Path, options: DatasetOptions,

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from fxcfp._errors import InvalidArgumentError, InvalidInputError, InvalidTypeError
+from fxcfp.clip import denormalize_array
 
 if TYPE_CHECKING:
     from fxcfp.render._common import PyramidLike
@@ -96,10 +97,7 @@ def to_frames(
     if np.any(std_c == 0):
         raise InvalidArgumentError("to_frames(std=...) has a zero; normalisation divides by std.")
     mean_c = _per_channel(mean, channels, "mean", default=0.0)
-    pixels = (array * std_c[:, None, None, None] + mean_c[:, None, None, None]) * (
-        255.0 / float(value_range)
-    )
-    frames = np.clip(np.rint(pixels), 0, 255).astype(np.uint8).transpose(1, 2, 3, 0)
+    frames = denormalize_array(array, mean_c, std_c, value_range=float(value_range))
     if channels == 1:
         frames = np.repeat(frames, 3, axis=-1)
     return np.ascontiguousarray(frames)

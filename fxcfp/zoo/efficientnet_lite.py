@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from fxcfp._errors import FxcfpError, InvalidArgumentError, InvalidTypeError
+from fxcfp.clip import NORMALIZATION
 
 __all__ = [
     "INPUT_NORMALIZATION",
@@ -43,15 +44,10 @@ _BN_MOMENTUM = 0.01
 
 _TEMPORAL_PADDINGS = ("zeros", "replicate")
 
-# The checkpoint expects TensorFlow's EfficientNet-Lite input scaling, (x - 127) / 128 on 0..255,
-# i.e. mean 0.498 and std 0.502 on [0, 1] (the "efficientnet_lite" preset of fxcfp.video), not
-# the ImageNet mean/std. Evidence: on natural images the stem's output variance matches the
-# running variance of `_bn0` within ~0.8x under this scaling but is ~3.9x too large under
-# ImageNet's, whose std (~0.226) is half as wide.
+# The checkpoint expects TensorFlow's input scaling, (x - 127) / 128 on 0..255, not the ImageNet
+# mean/std: the "efficientnet_lite" preset of fxcfp.clip, where the evidence is written down.
 INPUT_NORMALIZATION: tuple[tuple[float, float, float], tuple[float, float, float]] = (
-    (0.498, 0.498, 0.498),
-    (0.502, 0.502, 0.502),
-)
+    NORMALIZATION["efficientnet_lite"])
 
 
 @dataclass(frozen=True)
@@ -318,7 +314,7 @@ def efficientnet_lite0(*, pretrained: bool = True) -> EfficientNetLite:
     """EfficientNet-Lite0 for ``N x 3 x H x W`` images, ImageNet weights by default.
 
     Inputs are RGB in ``[0, 1]`` normalised with :data:`INPUT_NORMALIZATION` (mean 0.498, std
-    0.502: the ``"efficientnet_lite"`` preset of :mod:`fxcfp.video`; the ImageNet mean/std make
+    0.502: the ``"efficientnet_lite"`` preset of :mod:`fxcfp.clip`; the ImageNet mean/std make
     the first activations about twice too large); 224 x 224 is the training resolution. The model
     is returned in training mode, like torchvision's builders: call ``.eval()`` before inference.
 

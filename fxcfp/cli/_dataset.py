@@ -14,6 +14,13 @@ import time
 from typing import Any
 
 from .._errors import FxcfpError
+from ._options import (
+    _at_least,
+    add_analysis_options,
+    add_clip_options,
+    add_model_options,
+    add_run_options,
+)
 
 __all__ = ["register"]
 
@@ -34,14 +41,6 @@ def _share(text: str) -> float:
 
 def register(commands: Any) -> None:
     """Add ``explain-dataset`` to the ``fxcfp`` sub-commands."""
-    from ..cli import (
-        _at_least,
-        add_analysis_options,
-        add_clip_options,
-        add_model_options,
-        add_run_options,
-    )
-
     parser = commands.add_parser(
         "explain-dataset",
         allow_abbrev=False,
@@ -76,8 +75,8 @@ def register(commands: Any) -> None:
 def _explain_dataset(args: argparse.Namespace) -> int:
     import torch  # here, not at import: the parser is built without torch
 
-    from .._models import load_model
-    from ._run import DatasetOptions, run_dataset
+    from ..dataset._run import DatasetOptions, run_dataset
+    from ._spec import load_model
 
     try:
         import pyarrow  # noqa: F401
@@ -107,7 +106,9 @@ def _explain_dataset(args: argparse.Namespace) -> int:
         f"model      {loaded.name}",
         f"clips      {result.clips}: {result.analysed} analysed now, {result.resumed} finished "
         f"before, {result.skipped} skipped (undecodable)",
-        f"speed      {result.clips_per_second:.2f} clips/s over {result.seconds:.1f} s",
+        f"speed      {result.clips_per_second:.2f} clips/s over {result.seconds:.1f} s"
+        + (f" ({result.steady_clips_per_second:.2f} clips/s after the first batch)"
+           if result.steady_clips_per_second > 0 else ""),
         f"wrote      pyramids/, manifest/ and aggregate/ to {args.out} in "
         f"{time.perf_counter() - started:.1f} s",
         f"report     {result.report if result.report else 'none (no clip was analysed)'}",

@@ -13,7 +13,7 @@ A spec names a model in one of six ways; each is built offline, with random weig
 * a file: a ``torch.export`` program (``.pt2``) or a TorchScript archive.
 
 Example:
-    >>> from fxcfp._models import load_model
+    >>> from fxcfp.cli._spec import load_model
     >>> loaded = load_model("torchvision:r3d_18")
     >>> loaded.normalization, loaded.frames, loaded.size, loaded.resize, len(loaded.labels)
     ('kinetics', 16, 112, (128, 171), 400)
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._errors import FxcfpError
+from .._errors import ModelSpecError
 
 if TYPE_CHECKING:  # torch is imported when a model is built, after the command line's checks
     import torch
@@ -74,10 +74,6 @@ _OTHER_INPUT = (16, 112)
 _DEFAULT_INPUT = (16, 160)
 # An image model reads one picture: a still image, or one frame of a video.
 _IMAGE_FRAMES = 1
-
-
-class ModelSpecError(FxcfpError, ValueError):
-    """``--model`` or ``--weights`` cannot be turned into a model."""
 
 
 @dataclass(frozen=True)
@@ -245,13 +241,13 @@ def _build(builder: Callable[..., Any], what: str, **kwargs: Any) -> nn.Module:
 
 
 def _default(weights: str | os.PathLike[str] | None) -> LoadedModel:
-    from .data import imagenet_labels
-    from .zoo.efficientnet_lite import efficientnet_lite0_3d
+    from ..data import imagenet_labels
+    from ..zoo.efficientnet_lite import efficientnet_lite0_3d
 
     # replicate padding in time: a still clip gives exactly the 2D network's ImageNet logits
     model = _build(efficientnet_lite0_3d, "efficientnet_lite0_3d",
                    pretrained=weights is None, temporal_padding="replicate")
-    from .zoo.efficientnet_lite import weights_path
+    from ..zoo.efficientnet_lite import weights_path
 
     _load_weights(model, weights, "the default model")
     return LoadedModel(model, "EfficientNet-Lite0 (ImageNet) inflated to 3D", "default",
@@ -278,7 +274,7 @@ def _torchvision(spec: str, name: str, weights: str | os.PathLike[str] | None) -
         raise ModelSpecError(
             f"{spec}: torchvision is not installed. Hint: pip install torchvision."
         ) from err
-    from .data import kinetics400_labels
+    from ..data import kinetics400_labels
 
     video = sorted(torchvision.models.list_models(module=torchvision.models.video))
     images = sorted(torchvision.models.list_models(module=torchvision.models))
@@ -330,7 +326,7 @@ def _weights_transforms(name: str) -> tuple[str, Any, list[str] | None] | None:
 def _preset_or_pair(mean: Any, std: Any) -> Any:
     """A preset name of :data:`fxcfp.video.NORMALIZATION` where the values are one, else the
     ``(mean, std)`` pair."""
-    from .video import NORMALIZATION
+    from ..clip import NORMALIZATION
 
     pair = (tuple(float(v) for v in mean), tuple(float(v) for v in std))
     for preset, values in NORMALIZATION.items():
@@ -357,7 +353,7 @@ def _timm(spec: str, name: str, weights: str | os.PathLike[str] | None) -> Loade
     interpolation = "bicubic" if config.get("interpolation") == "bicubic" else "bilinear"
     labels = None
     if getattr(model, "num_classes", None) == 1000:
-        from .data import imagenet_labels
+        from ..data import imagenet_labels
 
         labels = tuple(imagenet_labels())
     return LoadedModel(model, spec, "timm", _preset_or_pair(config["mean"], config["std"]),
@@ -373,7 +369,7 @@ def _pytorchvideo(spec: str, name: str, weights: str | os.PathLike[str] | None) 
         raise ModelSpecError(
             f"{spec}: pytorchvideo is not installed. Hint: pip install pytorchvideo."
         ) from err
-    from .data import kinetics400_labels
+    from ..data import kinetics400_labels
 
     names = sorted(n for n, v in vars(hub).items()
                    if inspect.isfunction(v) and not n.startswith("_"))
@@ -417,7 +413,7 @@ def _imported(spec: str, weights: str | os.PathLike[str] | None) -> LoadedModel:
     frames, size = (_IMAGE_FRAMES, 224) if dims == 2 else _OTHER_INPUT
     labels = None
     if lite:  # fxcfp's own zoo: ImageNet classes
-        from .data import imagenet_labels
+        from ..data import imagenet_labels
 
         labels = tuple(imagenet_labels())
     return LoadedModel(model, spec, "import", normalization, labels, frames, size,
