@@ -32,15 +32,18 @@ docs: $(VENV)/.docs
 	$(BIN)/python scripts/gallery.py
 	$(BIN)/mkdocs build --strict
 
-## make test: lint, then the whole suite (the browser test installs Debian's chromium when it can).
+## make test: lint, type-check, then the whole suite with the docstring examples and warnings as
+## errors (the browser test installs Debian's chromium when it can). Each step fails the target,
+## pytest's exit 5 (no test collected) too.
 test: $(VENV)/.dev
 	-@sh scripts/ensure-chromium
 	-@sh scripts/ensure-graphviz
 	$(BIN)/ruff check fxcfp tests benchmarks
+	$(BIN)/python -m mypy fxcfp
 	$(BIN)/python -m pytest -q tests
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/core.py
 
 clean:
-	rm -rf $(VENV) fxcfp-out site docs/gallery .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) fxcfp-out site docs/gallery .pytest_cache .ruff_cache .mypy_cache .hypothesis

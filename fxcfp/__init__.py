@@ -9,7 +9,10 @@ Example:
     >>> import torch, torchvision, fxcfp
     >>> model = torchvision.models.video.r3d_18()
     >>> pyramid = fxcfp.analyze(model, torch.randn(3, 8, 56, 56))
-    >>> pyramid.graph  # doctest: +SKIP
+    >>> pyramid.root  # the class's kernel in the classifier: fc:<class index>
+    'fc:...'
+    >>> print(pyramid.graph)
+    DiGraph with ... nodes and ... edges
 """
 
 from __future__ import annotations

@@ -225,8 +225,9 @@ def _read_npz(source: str | os.PathLike[str] | bytes, call: str
               ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     where = "the pickled pyramid" if isinstance(source, bytes) else f"'{source}'"
     try:
-        handle = io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source)
-        with np.load(handle, allow_pickle=False) as archive:
+        # a handle of our own: np.load leaves the file it opened open when the zip is truncated
+        with (io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")) as handle, \
+                np.load(handle, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
     except FileNotFoundError:
         raise PyramidFileError(f"{call}: no such file: {where}") from None
@@ -475,10 +476,13 @@ def load_pyramid(path: str | os.PathLike[str], model: nn.Module | None = None, *
         PyramidFileError: not a pyramid file, another format version, or a corrupt file.
 
     Example:
-        >>> import torch, torchvision, fxcfp
+        >>> import pathlib, tempfile, torch, torchvision, fxcfp
         >>> model = torchvision.models.video.r3d_18()
-        >>> fxcfp.analyze(model, torch.randn(3, 8, 56, 56)).save("p.fxcfp")  # doctest: +SKIP
-        >>> print(fxcfp.load_pyramid("p.fxcfp").summary())  # doctest: +SKIP
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "p.fxcfp"
+        >>> fxcfp.analyze(model, torch.randn(3, 8, 56, 56)).save(path)
+        >>> print(fxcfp.load_pyramid(path).summary())
+        class ... (p=...), threshold 0.6, max_depth none: ... kernels in ... layers, ... edges
+        ...
     """
     meta, arrays = _read_npz(path, "fxcfp.load_pyramid")
     return pyramid_from_state(meta, arrays, model=model, clip=clip)

@@ -11,8 +11,9 @@ Example:
     >>> from fxcfp.data import sample_video
     >>> from fxcfp.windows import explain_windows
     >>> model = torchvision.models.video.r3d_18()
-    >>> video = explain_windows(model, sample_video(), frames=8, size=56)  # doctest: +SKIP
-    >>> [(w.start_s, w.target) for w in video.windows]  # doctest: +SKIP
+    >>> video = explain_windows(model, sample_video(), frames=8, size=56, stride=56)
+    >>> [round(w.start_s, 2) for w in video.windows]  # 4 s at 29.97 fps, a window every 56 frames
+    [0.0, 1.87, 3.74]
 """
 
 from __future__ import annotations

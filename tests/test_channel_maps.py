@@ -67,7 +67,7 @@ def test_flatten_head_gives_one_edge_per_kernel_with_the_largest_score():
     # by hand: 72 feature scores of kernel fc:1, min-max normalised, best of each 18 per channel
     with torch.no_grad():
         features = torch.flatten(torch.relu(model.conv(clip[None])), 1)[0].double()
-    scores = features * model.fc.weight[1].double()
+        scores = features * model.fc.weight[1].double()
     n = (scores - scores.min()) / (scores.max() - scores.min())
     for k in range(4):
         edge = pyramid.graph.edges["fc:1", f"conv:{k}"]["score"]

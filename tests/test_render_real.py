@@ -34,7 +34,8 @@ def test_render_every_level_of_a_real_pyramid(tmp_path, maps):
         with av.open(str(level.mp4)) as video:
             assert sum(1 for _ in video.decode(video=0)) == 4
         assert len(level.frames) == 4
-    assert Image.open(result.contact_sheet).size[0] > 32
+    with Image.open(result.contact_sheet) as sheet:
+        assert sheet.size[0] > 32
 
 
 def test_report_of_a_real_pyramid_is_self_contained(tmp_path):

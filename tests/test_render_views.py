@@ -82,7 +82,8 @@ def test_one_set_of_frames_serves_every_input(tmp_path: Path) -> None:
     result = render_pyramid(pyramid, tmp_path, frames=frames_for((8, 16, 16)), formats=("png",))
     # the slow pathway's 4 x 8 x 8 map is resampled to the frames it is drawn over
     assert len(result.levels[1].frames) == 8
-    assert Image.open(result.levels[1].frames[0]).size == (16, 16)
+    with Image.open(result.levels[1].frames[0]) as frame:
+        assert frame.size == (16, 16)
 
 
 @pytest.mark.parametrize(

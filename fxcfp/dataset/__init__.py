@@ -2,9 +2,19 @@
 (``torchrun``), and aggregate the pyramids per class.
 
 Example:
+    A folder with one sub-folder per class (its name: the class index or label):
+
+    >>> import pathlib, shutil, tempfile, torchvision
+    >>> from fxcfp.data import sample_video
     >>> from fxcfp.dataset import explain_dataset
-    >>> result = explain_dataset(model, "videos/", "out/")  # doctest: +SKIP
-    >>> result.clips_per_second  # doctest: +SKIP
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> (root / "videos" / "7").mkdir(parents=True)
+    >>> _ = shutil.copy(sample_video(), root / "videos" / "7")
+    >>> model = torchvision.models.video.r3d_18()
+    >>> result = explain_dataset(model, root / "videos", root / "out", frames=8, size=56,
+    ...                          workers=0)
+    >>> result.analysed, result.report.relative_to(root).as_posix()
+    (1, 'out/aggregate/report.html')
 """
 
 from __future__ import annotations

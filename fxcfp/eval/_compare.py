@@ -7,6 +7,7 @@ import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,6 +17,9 @@ from .._defaults import THRESHOLD
 from .._errors import InvalidArgumentError
 from .baselines import BASELINES, PYRAMID_METHODS, Method, as_method, method_name, saliency_maps
 from .metrics import DEFAULT_FRACTIONS, curves, energy_in_mask, pointing_game, spearman
+
+if TYPE_CHECKING:
+    from .._pyramid import Pyramid
 
 __all__ = ["Row", "Summary", "Comparison", "Randomization", "compare", "class_sensitivity",
            "cascading_randomization", "default_stages", "bootstrap"]
@@ -133,7 +137,8 @@ def _check_methods(call: str, methods: Sequence[Method]) -> tuple[Method, ...]:
     return checked
 
 
-def _analyze(model: nn.Module, clip: torch.Tensor, cls: int | None, threshold: float):
+def _analyze(model: nn.Module, clip: torch.Tensor, cls: int | None, threshold: float
+             ) -> Pyramid:
     import fxcfp
 
     return fxcfp.analyze(model, clip, cls, threshold=threshold)
