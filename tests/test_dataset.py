@@ -3,12 +3,14 @@ CPU with gloo and two processes giving what one process gives."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import networkx as nx
@@ -70,14 +72,21 @@ def single(videos, tmp_path_factory) -> Path:
     a forward pass of another batch composition or thread count rounds differently in the last
     bits."""
     out = tmp_path_factory.mktemp("single")
+    with one_thread():
+        assert main(["explain-dataset", str(videos), "--out", str(out), "--model", TINY,
+                     "--workers", "1", "--batch", "1", "--quiet", *OPTIONS]) == 0
+    return out
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Runs compared with :func:`single` inside this process use its one torch thread."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        assert main(["explain-dataset", str(videos), "--out", str(out), "--model", TINY,
-                     "--workers", "1", "--batch", "1", "--quiet", *OPTIONS]) == 0
+        yield
     finally:
         torch.set_num_threads(threads)
-    return out
 
 
 def test_one_pyramid_per_clip_and_aggregates_that_follow_from_them(single, videos):
@@ -237,7 +246,8 @@ def test_a_failing_disk_stops_the_run_and_keeps_every_clip_written_before(
     out = tmp_path / "out"
     argv = ["explain-dataset", str(videos), "--out", str(out), "--model", TINY, "--workers",
             "0", "--batch", "1", "--quiet", *OPTIONS]
-    code, _, err = run(argv, capsys)
+    with one_thread():
+        code, _, err = run(argv, capsys)
     # the writer thread's failure ends the run in one line, as a failure in the loop would
     assert code == 2 and err.count("\n") == 1 and "No space left on device" in err
     lines = (out / "manifest" / "rank-00000.jsonl").read_text().splitlines()
@@ -247,7 +257,8 @@ def test_a_failing_disk_stops_the_run_and_keeps_every_clip_written_before(
     order = sorted(p.relative_to(videos).as_posix() for p in videos.rglob("*.mp4"))
     assert [r["key"] for r in records] == order[:2]
     monkeypatch.undo()
-    code, printed, _ = run(argv, capsys)
+    with one_thread():
+        code, printed, _ = run(argv, capsys)
     assert code == 0 and "4 analysed now, 2 finished before" in printed
     assert "clips/s after the first batch" in printed
     assert sorted(done(out)) == order
