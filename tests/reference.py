@@ -296,8 +296,9 @@ def _channel_maps(
 
 
 @contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run on one intra-op thread, restoring the caller's setting.
+def one_thread() -> Iterator[None]:
+    """Run on one intra-op thread, restoring the caller's setting (also for runs compared bit
+    for bit with a one-thread run: another thread count rounds differently in the last bits).
 
     The tensors here are tiny: with two threads on a busy two-core machine, OpenMP's
     hand-offs made a float64 batch norm 15-200x slower than on one thread.
@@ -316,7 +317,7 @@ def _analyse(
     """The recorded forward of sample 0, and the measured channel maps (layers, output)."""
     model64 = _float64_copy(model)
     inputs, names = _prepare(clip)
-    with torch.no_grad(), _one_thread():
+    with torch.no_grad(), one_thread():
         real = _instrumented_run(model64, inputs, None)
         maps, out_map = _channel_maps(model64, inputs, names, real)
     return real, names, maps, out_map
@@ -335,7 +336,7 @@ def layer_widths(model: nn.Module, clip: Clip) -> dict[str, int]:
     """Output width of every node layer: each weighted layer, and each clip's channel count."""
     model64 = _float64_copy(model)
     inputs, names = _prepare(clip)
-    with torch.no_grad(), _one_thread():
+    with torch.no_grad(), one_thread():
         real = _instrumented_run(model64, inputs, None)
     widths = {name: int(t.shape[1]) for name, t in zip(names, inputs)}
     widths.update({name: layer.width for name, layer in real.layers.items()})

@@ -3,24 +3,22 @@ CPU with gloo and two processes giving what one process gives."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import networkx as nx
 import numpy as np
 import pytest
-import torch
 
 import fxcfp
 from fxcfp._backstep import UNREACHED
 from fxcfp.cli import main
+from tests.reference import one_thread
 from tests.videos import write_video
 
 pq = pytest.importorskip("pyarrow.parquet")
@@ -76,17 +74,6 @@ def single(videos, tmp_path_factory) -> Path:
         assert main(["explain-dataset", str(videos), "--out", str(out), "--model", TINY,
                      "--workers", "1", "--batch", "1", "--quiet", *OPTIONS]) == 0
     return out
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Runs compared with :func:`single` inside this process use its one torch thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def test_one_pyramid_per_clip_and_aggregates_that_follow_from_them(single, videos):
