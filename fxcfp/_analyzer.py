@@ -14,11 +14,13 @@ from torch import nn
 
 from . import _fused
 from ._backstep import LayerTensors, backstep
+from ._capture import MapCapture, capture_maps
 from ._checks import check_classes, check_model, check_options, prepare_inputs
 from ._contrast import check_contrast, contrast_classes, contrast_tensors
 from ._defaults import THRESHOLD
 from ._errors import (
     FxcfpError,
+    InvalidArgumentError,
     ModelCallError,
     UnsupportedModelError,
     UnsupportedOpError,
@@ -27,7 +29,7 @@ from ._errors import (
 )
 from ._gate import Gate, check_gate, evidence_keep, gated_tensors
 from ._plan import Plan, plan_and_capture
-from ._pyramid import Pyramid
+from ._pyramid import MapMode, Pyramid, check_maps
 from ._trace import Traced, failing_module, trace_model
 from ._view import eval_view, fingerprint, unwrap
 from .passes.weighted_layers import weight_version
@@ -368,29 +370,44 @@ class Analyzer:
     def analyze(self, clip: torch.Tensor | list[torch.Tensor], cls: int | None = None, *,
                 threshold: float = THRESHOLD, max_depth: int | None = None,
                 top_k: int | None = None, contrast: int | str | None = None,
-                gate: Gate = "paper") -> Pyramid:
+                gate: Gate = "paper", maps: MapMode | None = None) -> Pyramid:
         """Explain one clip: see :func:`fxcfp.analyze`."""
         options = check_options("fxcfp.analyze", threshold, max_depth, top_k)
         other = check_contrast("fxcfp.analyze", contrast)
         gate = check_gate("fxcfp.analyze", gate)
+        maps = check_maps("fxcfp.analyze", maps)
         inputs, as_list = prepare_inputs("fxcfp.analyze", self.model, clip, batched=False)
-        return self._run("fxcfp.analyze", inputs, as_list, cls, options, other, gate)[0]
+        return self._run("fxcfp.analyze", inputs, as_list, cls, options, other, gate, maps)[0]
 
     def analyze_batch(self, clips: torch.Tensor | list[torch.Tensor], classes: Any = None, *,
                       threshold: float = THRESHOLD, max_depth: int | None = None,
                       top_k: int | None = None, contrast: int | str | None = None,
-                      gate: Gate = "paper") -> list[Pyramid]:
+                      gate: Gate = "paper", maps: MapMode | None = None) -> list[Pyramid]:
         """Explain a batch of clips with one forward pass: see :func:`fxcfp.analyze_batch`."""
+        if maps is not None:
+            # a batched forward rounds differently from the one-clip forward prefetch_maps
+            # runs, and would hold every clip's activations (and autograd graph) at once
+            raise InvalidArgumentError(
+                f"fxcfp.analyze_batch: maps={maps!r} records the maps in the analysis's forward "
+                "of one clip only. Hint: call fxcfp.analyze(model, clip, maps=...) per clip, or "
+                "analyze_batch without maps= and Pyramid.prefetch_maps(mode=...) on the "
+                "pyramids you draw")
         options = check_options("fxcfp.analyze_batch", threshold, max_depth, top_k)
         other = check_contrast("fxcfp.analyze_batch", contrast)
         gate = check_gate("fxcfp.analyze_batch", gate)
         inputs, as_list = prepare_inputs("fxcfp.analyze_batch", self.model, clips, batched=True)
         return self._run("fxcfp.analyze_batch", inputs, as_list, classes, options, other, gate)
 
-    def _capture(self, call: str, plan: Plan, view: nn.Module, inputs: list[torch.Tensor]
-                 ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    def _capture(self, call: str, plan: Plan, view: nn.Module, inputs: list[torch.Tensor],
+                 maps: MapMode | None = None
+                 ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], MapCapture | None]:
+        """The capture forward: the output and the pooled layer inputs, and with ``maps`` what
+        the maps of that mode are made of (:func:`fxcfp._capture.capture_maps`)."""
         try:
-            return plan.capture(*_copies(inputs))
+            if maps is not None:
+                return capture_maps(plan, inputs, maps)
+            logits, pooled = plan.capture(*_copies(inputs))
+            return logits, pooled, None
         except FxcfpError:
             raise
         except Exception as err:
@@ -402,7 +419,23 @@ class Analyzer:
 
     def _run(self, call: str, inputs: list[torch.Tensor], as_list: bool, classes: Any,
              options: tuple[float, int | None, int | None],
-             contrast: int | str | None = None, gate: Gate = "paper") -> list[Pyramid]:
+             contrast: int | str | None = None, gate: Gate = "paper",
+             maps: MapMode | None = None) -> list[Pyramid]:
+        recorded: list[MapCapture] = []
+        try:
+            pyramids = self._analyse(call, inputs, as_list, classes, options, contrast, gate,
+                                     maps, recorded)
+            for capture in recorded:  # one clip: analyze_batch refuses maps=
+                pyramids[0]._take_maps(capture)
+            return pyramids
+        finally:
+            for capture in recorded:  # the activations and the autograd graph, also on errors
+                capture.close()
+
+    def _analyse(self, call: str, inputs: list[torch.Tensor], as_list: bool, classes: Any,
+                 options: tuple[float, int | None, int | None], contrast: int | str | None,
+                 gate: Gate, maps: MapMode | None, recorded: list[MapCapture]
+                 ) -> list[Pyramid]:
         threshold, max_depth, top_k = options
         model = self.model
         view = self._eval_model(model)
@@ -414,8 +447,11 @@ class Analyzer:
                 self._check_hooks(call, model, None)  # before tracing: export inlines them all
             plan, captured = self._plan_for(view, inputs, as_list, call)
             self._check_hooks(call, model, plan)
-            logits, pooled = (captured if captured is not None
-                              else self._capture(call, plan, view, inputs))
+            if captured is not None and maps is None:
+                logits, pooled = captured
+            else:  # the first call's channel-map pass kept no map: with maps=, a capture too
+                logits, pooled, kept = self._capture(call, plan, view, inputs, maps)
+                recorded.extend([kept] if kept is not None else [])
             logits = _root_hooks(view, inputs, as_list, logits, call)
         _check_finite(call, logits)
         batch, num_classes = logits.shape
@@ -509,7 +545,7 @@ def _cached_analyzer(model: Any, call: str) -> Analyzer:
 def analyze(model: nn.Module, clip: torch.Tensor | list[torch.Tensor], cls: int | None = None,
             *, threshold: float = THRESHOLD, max_depth: int | None = None,
             top_k: int | None = None, contrast: int | str | None = None,
-            gate: Gate = "paper") -> Pyramid:
+            gate: Gate = "paper", maps: MapMode | None = None) -> Pyramid:
     """Find the class feature pyramid of one clip: the kernels, through the whole depth of the
     network, that carry the evidence for class ``cls``.
 
@@ -562,13 +598,13 @@ def analyze(model: nn.Module, clip: torch.Tensor | list[torch.Tensor], cls: int 
     """
     return _cached_analyzer(model, "fxcfp.analyze").analyze(
         clip, cls, threshold=threshold, max_depth=max_depth, top_k=top_k, contrast=contrast,
-        gate=gate)
+        gate=gate, maps=maps)
 
 
 def analyze_batch(model: nn.Module, clips: torch.Tensor | list[torch.Tensor],
                   classes: Any = None, *, threshold: float = THRESHOLD, max_depth: int | None = None,
                   top_k: int | None = None, contrast: int | str | None = None,
-                  gate: Gate = "paper") -> list[Pyramid]:
+                  gate: Gate = "paper", maps: MapMode | None = None) -> list[Pyramid]:
     """Explain a batch of clips with one forward pass and one batched back-step.
 
     Args:
@@ -584,4 +620,4 @@ def analyze_batch(model: nn.Module, clips: torch.Tensor | list[torch.Tensor],
     """
     return _cached_analyzer(model, "fxcfp.analyze_batch").analyze_batch(
         clips, classes, threshold=threshold, max_depth=max_depth, top_k=top_k,
-        contrast=contrast, gate=gate)
+        contrast=contrast, gate=gate, maps=maps)

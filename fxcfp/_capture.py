@@ -8,7 +8,11 @@ Three pieces, each a forward pass of the eval-mode view's graph (``plan.traced.g
   own run of the graph, so the first call runs the model once.
 - :func:`record` is the maps' targeted forward: one clip, only the requested channels of the
   requested nodes, stopping as soon as it has them.
-- :func:`eval_mode` is the block both run in: no gradients; the ``training`` flags are the
+- :func:`capture_maps` is the capture with the maps of one mode kept too
+  (``fxcfp.analyze(..., maps=...)``): the capture graph extended to also return every map
+  node's output (:func:`map_capture_module`), so the analysis's one forward pass is also the
+  maps' (and, for evidence maps, their backward pass comes after the back-step).
+- :func:`eval_mode` is the block they run in: no gradients; the ``training`` flags are the
   view's own (:mod:`fxcfp._view`), so nothing of the caller's is flipped.
 
 Nothing here imports the analyzer or the pyramid: both call into this module.
@@ -17,19 +21,24 @@ Nothing here imports the analyzer or the pyramid: both call into this module.
 from __future__ import annotations
 
 import contextlib
+import functools
+import operator
+import threading
+import weakref
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import fx, nn
 
+from ._evidence import _leaf, evidence_products, pick_channels
 from .passes import WEIGHTED_LAYER, WeightedLayer
 
 if TYPE_CHECKING:
     from ._plan import LayerInfo, Plan
 
-__all__ = ["FirstCapture", "capture_module", "eval_mode", "pool_dims", "record",
-           "record_activations"]
+__all__ = ["FirstCapture", "MapCapture", "capture_maps", "capture_module", "eval_mode",
+           "map_capture_module", "pool_dims", "record", "record_activations"]
 
 
 @contextlib.contextmanager
@@ -122,10 +131,7 @@ class _ActivationRecorder(fx.Interpreter):
     def run_node(self, n: fx.Node) -> Any:
         value = super().run_node(n)
         for dim, channels in self.requests.pop(n.name, {}).items():
-            row = value[self.sample]
-            picked = row.index_select(dim - 1, channels.to(row.device))
-            # channels first, whichever axis the layer reads them on (channels-last linears)
-            self.found[(n.name, dim)] = picked.movedim(dim - 1, 0).cpu()
+            self.found[(n.name, dim)] = pick_channels(value[self.sample], dim, channels)
         if not self.requests:
             raise _Done
         return value
@@ -159,3 +165,98 @@ def record(plan: Plan, inputs: tuple[torch.Tensor, ...] | list[torch.Tensor],
     with eval_mode(plan.traced.gm):
         # a copy: a model that edits its input in place must not edit the pyramid's clip
         return record_activations(plan.traced.gm, [x.clone() for x in inputs], requests, sample)
+
+
+def map_capture_module(capture: fx.GraphModule, nodes: tuple[str, ...]) -> fx.GraphModule:
+    """``capture`` (:func:`capture_module`) extended to return ``(output, pooled inputs, kept)``,
+    ``kept`` the outputs of ``nodes`` (of the traced graph, whose node names the copy keeps).
+
+    Every other user of a kept node, its pooling included, reads a copy made right after it:
+    an in-place op further on (``ReLU(inplace=True)``, ``x += shortcut``, a model editing its
+    input) then edits the copy, and the kept tensor stays the node's output, also as a tensor
+    of the autograd graph (the evidence maps' gradient is taken with respect to it).
+    """
+    graph = fx.Graph()
+    values: dict[fx.Node, fx.Node] = {}
+    output, pooled = cast(tuple[Any, Any], graph.graph_copy(capture.graph, values))
+    by_name = {old.name: new for old, new in values.items()}
+    last_placeholder = [n for n in graph.nodes if n.op == "placeholder"][-1]
+    kept = []
+    for name in nodes:
+        node = by_name[name]
+        with graph.inserting_after(last_placeholder if node.op == "placeholder" else node):
+            copy = graph.call_method("clone", (node,))
+        node.replace_all_uses_with(copy, delete_user_cb=functools.partial(operator.is_not, copy))
+        kept.append(node)
+    graph.output((output, pooled, tuple(kept)))
+    return fx.GraphModule(capture, graph, "FxcfpMapCapture")
+
+
+# per capture graph, its map variant and the nodes it keeps: built on first use (a graph copy,
+# milliseconds), kept as long as the plan's capture graph lives
+_MAP_GRAPHS: weakref.WeakKeyDictionary[fx.GraphModule, tuple[fx.GraphModule, tuple[str, ...]]] = (
+    weakref.WeakKeyDictionary())
+_MAP_GRAPHS_LOCK = threading.Lock()
+
+
+def _map_graph(plan: Plan) -> tuple[fx.GraphModule, tuple[str, ...]]:
+    with _MAP_GRAPHS_LOCK:
+        found = _MAP_GRAPHS.get(plan.capture)
+        if found is None:
+            # every node a layer's maps can be drawn on: which are used is known after the
+            # back-step only
+            nodes = tuple(dict.fromkeys(layer.map_node for layer in plan.layers))
+            found = (map_capture_module(plan.capture, nodes), nodes)
+            _MAP_GRAPHS[plan.capture] = found
+        return found
+
+
+class MapCapture:
+    """What the maps of one mode are made of, kept by the analysis's forward pass until the
+    pyramid takes its channels (:meth:`record`) and :meth:`close` drops the rest.
+
+    Attributes:
+        mode: ``"paper"`` (the map nodes' outputs) or ``"evidence"`` (the same, inside the
+            autograd graph of the forward, with the graph's output).
+    """
+
+    def __init__(self, mode: str, output: Any, kept: dict[str, torch.Tensor]) -> None:
+        self.mode = mode
+        self._output = output
+        self._kept = kept
+
+    def record(self, requests: dict[str, dict[int, torch.Tensor]], sample: int, target: int,
+               contrast: int | None) -> dict[tuple[str, int], torch.Tensor]:
+        """What :func:`record` (paper) or :func:`fxcfp._evidence.record_evidence` (evidence)
+        returns for these requests, from the kept forward: the same ops on the same values."""
+        if self.mode == "paper":
+            with torch.no_grad():
+                return {(name, dim): pick_channels(self._kept[name][sample], dim, channels)
+                        for name, dims in requests.items() for dim, channels in dims.items()}
+        return evidence_products(self._output, self._kept, requests, sample, target, contrast)
+
+    def close(self) -> None:
+        """Drop the full activations (and the autograd graph that holds them)."""
+        self._output, self._kept = None, {}
+
+
+def capture_maps(plan: Plan, inputs: list[torch.Tensor], mode: str
+                 ) -> tuple[Any, tuple[torch.Tensor, ...], MapCapture]:
+    """What ``plan.capture(*inputs)`` returns, with every map node's output kept for the maps of
+    ``mode``. The caller's ``inputs`` are copied (a model may edit its input in place).
+
+    ``"evidence"`` runs the forward with gradients (the clip a leaf that needs one, as
+    :func:`fxcfp._evidence.record_evidence` does); its output and pooled inputs come back
+    detached: the same numbers, as no-grad and grad-mode forwards run the same kernels.
+    """
+    gm, nodes = _map_graph(plan)
+    if mode == "paper":
+        with eval_mode(gm):
+            output, pooled, kept = gm(*[x.clone() for x in inputs])
+        return output, pooled, MapCapture(mode, None, dict(zip(nodes, kept)))
+    with torch.enable_grad():
+        output, pooled, kept = gm(*[_leaf(x) for x in inputs])
+    detached = output.detach() if isinstance(output, torch.Tensor) else type(output)(
+        x.detach() for x in output)
+    return (detached, tuple(p.detach() for p in pooled),
+            MapCapture(mode, output, dict(zip(nodes, kept))))

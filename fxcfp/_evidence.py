@@ -75,7 +75,8 @@ from torch import fx
 
 from ._errors import InvalidArgumentError
 
-__all__ = ["DEFAULT_MAPS", "MAP_MODE_HELP", "check_choice", "record_evidence", "rival_margin"]
+__all__ = ["DEFAULT_MAPS", "MAP_MODE_HELP", "check_choice", "evidence_products", "pick_channels",
+           "record_evidence", "rival_margin"]
 
 # what the pictures (render_pyramid, write_report, fxcfp explain) draw unless asked otherwise:
 # the mode the faithfulness measurements support; the library's map methods keep "paper"
@@ -151,6 +152,36 @@ def _leaf(x: torch.Tensor) -> torch.Tensor:
     return leaf.requires_grad_(True) if leaf.is_floating_point() else leaf
 
 
+def pick_channels(row: torch.Tensor, dim: int, channels: torch.Tensor) -> torch.Tensor:
+    """One clip's ``channels`` along the batched tensor's channel ``dim``, channels first
+    (whichever axis the layer reads them on: channels-last linears), on the host."""
+    picked = row.index_select(dim - 1, channels.to(row.device))
+    return picked.movedim(dim - 1, 0).detach().cpu()
+
+
+def evidence_products(output: Any, kept: dict[str, torch.Tensor],
+                      requests: dict[str, dict[int, torch.Tensor]], sample: int, target: int,
+                      contrast: int | None) -> dict[tuple[str, int], torch.Tensor]:
+    """``G * A`` at the requested channels of the requested nodes, from a forward already run
+    with gradients: ``output`` the graph's output and ``kept`` the requested nodes' outputs,
+    both inside the autograd graph. One ``torch.autograd.grad`` of the class's margin over its
+    rivals (:func:`rival_margin`) with respect to the kept tensors only."""
+    if isinstance(output, (tuple, list)):
+        output = output[0]  # torch.export returns a one-tuple
+    with torch.enable_grad():
+        score = rival_margin(output[sample: sample + 1], [target], [contrast])
+        names = [name for name in requests if name in kept]
+        values = [kept[name] for name in names]
+        grads = torch.autograd.grad(score, values, allow_unused=True) if values else ()
+    found: dict[tuple[str, int], torch.Tensor] = {}
+    for name, value, grad in zip(names, values, grads):
+        with torch.no_grad():
+            product = (torch.zeros_like(value) if grad is None else grad * value)[sample]
+            for dim, channels in requests[name].items():
+                found[(name, dim)] = pick_channels(product, dim, channels)
+    return found
+
+
 def record_evidence(gm: fx.GraphModule, inputs: list[torch.Tensor],
                     requests: dict[str, dict[int, torch.Tensor]], sample: int, target: int,
                     contrast: int | None) -> dict[tuple[str, int], torch.Tensor]:
@@ -172,17 +203,4 @@ def record_evidence(gm: fx.GraphModule, inputs: list[torch.Tensor],
     # needs no flag of the caller's flipped, which would race with other threads
     with torch.enable_grad():
         output = recorder.run(*[_leaf(x) for x in inputs])
-        if isinstance(output, (tuple, list)):
-            output = output[0]  # torch.export returns a one-tuple
-        score = rival_margin(output[sample: sample + 1], [target], [contrast])
-        names = [name for name in requests if name in recorder.kept]
-        kept = [recorder.kept[name] for name in names]
-        grads = torch.autograd.grad(score, kept, allow_unused=True) if kept else ()
-    found: dict[tuple[str, int], torch.Tensor] = {}
-    for name, value, grad in zip(names, kept, grads):
-        with torch.no_grad():
-            product = (torch.zeros_like(value) if grad is None else grad * value)[sample]
-            for dim, channels in requests[name].items():
-                picked = product.index_select(dim - 1, channels.to(product.device))
-                found[(name, dim)] = picked.movedim(dim - 1, 0).detach().cpu()
-    return found
+    return evidence_products(output, recorder.kept, requests, sample, target, contrast)

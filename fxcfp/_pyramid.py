@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -20,17 +21,23 @@ from ._files import atomic_write, dump_json
 from ._maps import temporal_profile, upsample
 
 if TYPE_CHECKING:
+    from ._capture import MapCapture
     from ._plan import Plan
 
 __all__ = ["GRAPH_EDGE_LIMIT", "MAP_MODES", "EdgeArrays", "LayerSelection", "MapMode",
-           "PassingPairs", "Pyramid"]
+           "PassingPairs", "Pyramid", "check_maps"]
 
 MapMode = Literal["paper", "evidence"]
 MAP_MODES: tuple[MapMode, ...] = ("paper", "evidence")
 
 
-def _check_mode(call: str, mode: Any) -> MapMode:
-    return cast(MapMode, check_choice(call, "mode", mode, "a map mode", MAP_MODE_HELP))
+def _check_mode(call: str, mode: Any, option: str = "mode") -> MapMode:
+    return cast(MapMode, check_choice(call, option, mode, "a map mode", MAP_MODE_HELP))
+
+
+def check_maps(call: str, maps: Any) -> MapMode | None:
+    """``fxcfp.analyze``'s ``maps=``: ``None`` or a map mode."""
+    return None if maps is None else _check_mode(call, maps, "maps")
 
 
 @dataclass(frozen=True)
@@ -472,6 +479,15 @@ class Pyramid:
         mode = _check_mode("Pyramid.prefetch_maps", mode)
         indices = (range(len(self._plan.layers)) if layers is None
                    else [self._layer(name) for name in layers])
+        self._fill_maps(indices, mode, lambda requests: self._record(requests, mode))
+
+    def _fill_maps(self, indices: Iterable[int], mode: MapMode,
+                   record: Callable[[dict[str, dict[int, torch.Tensor]]],
+                                    dict[tuple[str, int], torch.Tensor]]) -> None:
+        """Record with ``record`` (``node -> channel dim -> channel ids`` to ``(node, dim) ->
+        channels x ...``) the passing channels of ``indices`` the cache of ``mode`` lacks:
+        :meth:`prefetch_maps` runs a forward for them, ``fxcfp.analyze(..., maps=mode)`` takes
+        them from its own (:class:`fxcfp._capture.MapCapture`)."""
         cache = self._cache.maps[mode]
         merged: dict[tuple[str, int], np.ndarray] = {}
         for index in indices:
@@ -489,9 +505,16 @@ class Pyramid:
         requests: dict[str, dict[int, torch.Tensor]] = {}
         for (node, dim), ids in merged.items():
             requests.setdefault(node, {})[dim] = torch.from_numpy(ids)
-        found = self._record(requests, mode)
+        found = record(requests)
         for key, ids in merged.items():
             cache[key] = (ids, found[key])
+
+    def _take_maps(self, capture: MapCapture) -> None:
+        """Store what :meth:`prefetch_maps` of every layer would record in ``capture.mode``,
+        taken from the analysis's own forward (``fxcfp.analyze(..., maps=...)``)."""
+        self._fill_maps(range(len(self._plan.layers)), cast(MapMode, capture.mode),
+                        lambda requests: capture.record(requests, self._sample, self.target,
+                                                        self.contrast))
 
     def _record(self, requests: dict[str, dict[int, torch.Tensor]], mode: MapMode
                 ) -> dict[tuple[str, int], torch.Tensor]:
