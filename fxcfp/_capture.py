@@ -233,7 +233,8 @@ class MapCapture:
             with torch.no_grad():
                 return {(name, dim): pick_channels(self._kept[name][sample], dim, channels)
                         for name, dims in requests.items() for dim, channels in dims.items()}
-        return evidence_products(self._output, self._kept, requests, sample, target, contrast)
+        return evidence_products(self._output, self._kept, requests, sample, target, contrast,
+                                 call="fxcfp.analyze")
 
     def close(self) -> None:
         """Drop the full activations (and the autograd graph that holds them)."""

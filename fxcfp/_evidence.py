@@ -73,7 +73,7 @@ from typing import Any
 import torch
 from torch import fx
 
-from ._errors import InvalidArgumentError
+from ._errors import InvalidArgumentError, UnsupportedModelError
 
 __all__ = ["DEFAULT_MAPS", "MAP_MODE_HELP", "check_choice", "evidence_products", "pick_channels",
            "record_evidence", "rival_margin"]
@@ -161,7 +161,8 @@ def pick_channels(row: torch.Tensor, dim: int, channels: torch.Tensor) -> torch.
 
 def evidence_products(output: Any, kept: dict[str, torch.Tensor],
                       requests: dict[str, dict[int, torch.Tensor]], sample: int, target: int,
-                      contrast: int | None) -> dict[tuple[str, int], torch.Tensor]:
+                      contrast: int | None, *, call: str = "Pyramid.prefetch_maps"
+                      ) -> dict[tuple[str, int], torch.Tensor]:
     """``G * A`` at the requested channels of the requested nodes, from a forward already run
     with gradients: ``output`` the graph's output and ``kept`` the requested nodes' outputs,
     both inside the autograd graph. One ``torch.autograd.grad`` of the class's margin over its
@@ -172,7 +173,17 @@ def evidence_products(output: Any, kept: dict[str, torch.Tensor],
         score = rival_margin(output[sample: sample + 1], [target], [contrast])
         names = [name for name in requests if name in kept]
         values = [kept[name] for name in names]
-        grads = torch.autograd.grad(score, values, allow_unused=True) if values else ()
+        try:
+            grads = torch.autograd.grad(score, values, allow_unused=True) if values else ()
+        except RuntimeError as err:
+            if "modified by an inplace operation" not in str(err):
+                raise
+            raise UnsupportedModelError(
+                f"{call}: evidence maps need the gradient of the class score, and the model "
+                "edits in place a tensor its backward pass needs (for example a layer's input "
+                "after the layer read it), so the model could not be trained as written either "
+                f"({str(err).splitlines()[0]}). Hint: draw mode='paper' maps, or write that "
+                "edit out of place (y = y + z instead of y += z)") from err
     found: dict[tuple[str, int], torch.Tensor] = {}
     for name, value, grad in zip(names, values, grads):
         with torch.no_grad():
