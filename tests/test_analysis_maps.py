@@ -206,3 +206,20 @@ def test_analyze_batch_refuses_maps_and_says_what_to_do():
                        match=r"fxcfp.analyze_batch: maps='paper' .* one clip only.*"
                              r"fxcfp.analyze\(model, clip, maps=...\) per clip"):
         fxcfp.analyze_batch(_seeded(Block), torch.randn(2, 3, 4, 8, 8), maps="paper")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_explain_draws_its_report_from_the_analysis_forward(mode, tmp_path, monkeypatch, capsys):
+    from fxcfp._pyramid import Pyramid
+    from fxcfp.cli import main
+    from tests.test_cli import TINY, VIDEO
+
+    def second_forward(*_):
+        raise AssertionError("a map forward of its own")
+
+    monkeypatch.setattr(Pyramid, "_record", second_forward)
+    code = main(["explain", VIDEO, "--model", TINY, "--frames", "4", "--size", "32", "--maps",
+                 mode, "--levels", "3", "--kernels", "2", "--out", str(tmp_path)])
+    assert code == 0, capsys.readouterr().err
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert f"drawn: <strong>{mode} maps</strong>" in html

@@ -239,8 +239,10 @@ def _analyze(loaded: LoadedModel, clip: Any, target: int | None,
 
     inputs = loaded.inputs(clip.tensor)
     try:
+        # the report draws one mode's maps: recorded in the analysis's own forward pass
         return analyze(loaded.model, inputs, target, threshold=args.threshold,
-                       max_depth=args.depth, top_k=args.top_k, contrast=contrast)
+                       max_depth=args.depth, top_k=args.top_k, contrast=contrast,
+                       maps=args.maps)
     except UntraceableModelError as err:
         if loaded.kind != "torchscript":
             raise
