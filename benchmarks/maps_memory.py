@@ -30,16 +30,20 @@ clip = torch.randn(3, {frames}, {size}, {size})
 fxcfp.analyze(model, clip, threshold=0.6, top_k=3)
 fxcfp.analyze(model, clip, threshold=0.6, top_k=3)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-maps = {maps!r}
-pyramid = fxcfp.analyze(model, clip, threshold=0.6, top_k=3, maps=maps)
+maps, after_analysis = {maps!r}, {after!r}
+if after_analysis:
+    fxcfp.analyze(model, clip, threshold=0.6, top_k=3).prefetch_maps(mode=maps)
+else:
+    pyramid = fxcfp.analyze(model, clip, threshold=0.6, top_k=3, maps=maps)
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({{"before": before, "after": after}}))
 """
 
 
-def _peak(maps: str | None, frames: int, size: int) -> tuple[float, float]:
-    """(peak MiB after the plain analyses, peak MiB after the one with ``maps``)."""
-    code = _CHILD.format(frames=frames, size=size, maps=maps)
+def _peak(maps: str | None, after: bool, frames: int, size: int) -> tuple[float, float]:
+    """(peak MiB after the plain analyses, peak MiB after the one with ``maps``, or with a
+    plain analysis and ``prefetch_maps(mode=maps)`` when ``after``)."""
+    code = _CHILD.format(frames=frames, size=size, maps=maps, after=after)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     got = json.loads(done.stdout.strip().splitlines()[-1])
@@ -54,9 +58,11 @@ def main() -> None:
     args = parser.parse_args()
     rows = ["| analysis | peak RSS before (MiB) | peak RSS after (MiB) | growth (MiB) |",
             "|---|---|---|---|"]
-    for maps in (None, "paper", "evidence"):
-        before, after = _peak(maps, args.frames, args.size)
-        label = "analyze" if maps is None else f'analyze(maps="{maps}")'
+    for maps, later in ((None, False), ("paper", False), ("evidence", False), ("paper", True),
+                        ("evidence", True)):
+        before, after = _peak(maps, later, args.frames, args.size)
+        label = ("analyze" if maps is None else f'analyze, then prefetch_maps(mode="{maps}")'
+                 if later else f'analyze(maps="{maps}")')
         rows.append(f"| {label} | {before:.0f} | {after:.0f} | {after - before:.0f} |")
     text = (f"## Maps in the analysis: peak memory, r3d_18 {args.frames}x{args.size}x"
             f"{args.size}\n\nMachine: {machine()}. Each row a fresh process: two plain "

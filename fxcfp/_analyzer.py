@@ -576,6 +576,24 @@ def analyze(model: nn.Module, clip: torch.Tensor | list[torch.Tensor], cls: int 
             ``y_cls - y_contrast`` with a contrast) of at least 5% of its layer's largest, so
             the pyramid is class-specific all the way down; costs one more forward and
             backward pass. See :mod:`fxcfp._gate` for the definition and the measurements.
+        maps: ``None`` (the default: nothing more is recorded, and the first map of a mode
+            runs a pass of its own, :meth:`Pyramid.prefetch_maps`), or the map mode the
+            pictures will draw, ``"paper"`` or ``"evidence"``: the analysis's own forward pass
+            also records what the maps of that mode are made of, for every level the pyramid
+            expands, so drawing them (``write_report``, ``render_pyramid``, ``layer_map``,
+            ``kernel_map``) runs no forward of its own (and leaf-module hooks run once). The
+            maps are those ``prefetch_maps(mode=...)`` records, bit for bit; the pyramid is the
+            one without ``maps=``, bit for bit. ``"paper"`` keeps every map tensor's output of
+            the forward until the back-step is done; ``"evidence"`` runs that forward with
+            gradients and, after the back-step, one backward of the class's margin (see
+            :meth:`Pyramid.kernel_map`). Measured on r3d_18 at 16x112x112 (CPU,
+            ``benchmarks/render.py``, ``benchmarks/maps_memory.py``, a shared 2-core
+            machine): ``"paper"`` adds 0.02x a forward to the analysis (recording the maps
+            afterwards: 1.3x), ``"evidence"`` 1.7x, its backward (afterwards: 2.2x); the peak
+            resident memory grows by 81 MiB (paper) and 309 MiB (evidence) over the plain
+            analysis's 0.95 GiB, where recording the maps afterwards peaks at +56 and +296 MiB.
+            ``analyze_batch`` refuses it (its maps would be a batched forward's, not one
+            clip's).
 
     Returns:
         The :class:`Pyramid`.
@@ -595,6 +613,16 @@ def analyze(model: nn.Module, clip: torch.Tensor | list[torch.Tensor], cls: int 
         fc                         0           1/400    ...
         ...
         input                                    3/3
+
+        The maps of the pictures, recorded by the analysis's own forward pass:
+
+        >>> runs = []
+        >>> hook = model.stem[0].register_forward_hook(lambda *_: runs.append(1))
+        >>> pyramid = fxcfp.analyze(model, torch.randn(3, 8, 56, 56), maps="evidence")
+        >>> heat = pyramid.layer_map("fc", mode="evidence")  # no forward, no backward
+        >>> len(runs), tuple(heat.shape)
+        (1, (1, 4, 4))
+        >>> hook.remove()
     """
     return _cached_analyzer(model, "fxcfp.analyze").analyze(
         clip, cls, threshold=threshold, max_depth=max_depth, top_k=top_k, contrast=contrast,
@@ -614,6 +642,9 @@ def analyze_batch(model: nn.Module, clips: torch.Tensor | list[torch.Tensor],
         classes: ``None`` (each clip's top class), one int for all, or one per clip.
         threshold, max_depth, top_k: as in :func:`analyze`.
         contrast, gate: as in :func:`analyze`, for every clip.
+        maps: ``None``; the maps of a batch are recorded after the analysis, for the pyramids
+            drawn (:meth:`Pyramid.prefetch_maps`): a value is refused with an
+            :class:`~fxcfp.InvalidArgumentError` that says so.
 
     Returns:
         One :class:`Pyramid` per clip.
