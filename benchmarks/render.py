@@ -149,9 +149,12 @@ def main() -> None:
     ratio = {key: cpu / forward_cpu for key, (cpu, _) in median.items()}
     # what the pictures cost on top of the analysis: the maps' share of the analysis, the report
     rendering = ratio["analyze_evidence"] - ratio["analyze"] + ratio["report"]
+    paper = ratio["analyze_paper"] - ratio["analyze"] + ratio["report"]
     verdict = (
         f"Target (rendering every level, the report included, <= {TARGET:.1f}x the forward, "
-        f"CPU): {'met' if rendering <= TARGET else 'NOT met'} at {rendering:.2f}x: the maps "
+        f"CPU): evidence maps (the pictures' default) {'met' if rendering <= TARGET else 'NOT met'}"
+        f" at {rendering:.2f}x, paper maps {'met' if paper <= TARGET else 'NOT met'} at "
+        f"{paper:.2f}x. The maps "
         f"add {ratio['analyze_evidence'] - ratio['analyze']:.2f}x to the analysis with "
         f"maps=\"evidence\" ({ratio['analyze_paper'] - ratio['analyze']:.2f}x with "
         f"maps=\"paper\"; a map recording after the analysis costs {ratio['record']:.2f}x and "
