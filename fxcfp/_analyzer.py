@@ -182,7 +182,8 @@ class Analyzer:
     classifier's kernel ``c``), a leaf module's (a Conv, Linear, BatchNorm...) inside the graph,
     once per call (the first call's channel-map pass is its forward; only the first
     ``analyze_batch`` of a shape on the torch.fx path runs them twice, once on one clip to map the
-    channels); each map forward (:meth:`Pyramid.prefetch_maps`) runs the leaf hooks once more.
+    channels); each map forward (:meth:`Pyramid.prefetch_maps`) runs the leaf hooks once more
+    (``analyze(..., maps=...)`` records the maps of a mode in its own forward instead).
     Hooks of a container module, whose forward the trace inlines (every submodule on the
     torch.export path), and global module hooks cannot run where a plain call runs them: such a
     call is refused with an :class:`~fxcfp.UnsupportedModelError` naming them.

@@ -10,7 +10,7 @@ from torch import nn
 import fxcfp
 from fxcfp import _analyzer
 from tests.models import MODELS, assert_unchanged, make_resnet3d, make_two_stream, snapshot
-from tests.test_evidence import Block
+from tests.test_evidence import Block, frozen_in_training
 
 MODES = ("paper", "evidence")
 
@@ -159,10 +159,7 @@ def _captures(monkeypatch) -> list:
 @pytest.mark.parametrize("mode", MODES)
 def test_the_model_is_unchanged_and_the_activations_dropped_also_when_the_call_raises(
         mode, monkeypatch):
-    model = _seeded(Block)
-    for p in model.fc.parameters():
-        p.requires_grad_(False)
-    model.train()
+    model = frozen_in_training()
     clip = torch.randn(3, 4, 8, 8)
     clip_before = clip.clone()
     snap = snapshot(model)

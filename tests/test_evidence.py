@@ -198,11 +198,16 @@ def test_a_confident_class_keeps_its_evidence():
     assert [level.name for level in gated.layers][-1] == "a"  # it reaches the clip's layer
 
 
-def test_evidence_maps_leave_the_model_and_clip_unchanged_also_a_frozen_one():
+def frozen_in_training() -> Block:
+    """A model in training mode with a frozen classifier: what evidence maps must not touch."""
     model = _model()
     for p in model.fc.parameters():
         p.requires_grad_(False)
-    model.train()
+    return model.train()
+
+
+def test_evidence_maps_leave_the_model_and_clip_unchanged_also_a_frozen_one():
+    model = frozen_in_training()
     clip = torch.randn(3, 4, 8, 8)
     clip_before = clip.clone()
     snap = snapshot(model)
