@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from torch import fx, nn
 
-from ._evidence import _leaf, evidence_products, pick_channels
+from ._evidence import _leaf, evidence_products, grad_mode, pick_channels
 from .passes import WEIGHTED_LAYER, WeightedLayer
 
 if TYPE_CHECKING:
@@ -255,7 +255,7 @@ def capture_maps(plan: Plan, inputs: list[torch.Tensor], mode: str
         with eval_mode(gm):
             output, pooled, kept = gm(*[x.clone() for x in inputs])
         return output, pooled, MapCapture(mode, None, dict(zip(nodes, kept)))
-    with torch.enable_grad():
+    with grad_mode():
         output, pooled, kept = gm(*[_leaf(x) for x in inputs])
     detached = output.detach() if isinstance(output, torch.Tensor) else type(output)(
         x.detach() for x in output)

@@ -68,6 +68,8 @@ computed or stored, and the model's flags and ``requires_grad`` are left as they
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -75,8 +77,8 @@ from torch import fx
 
 from ._errors import InvalidArgumentError, UnsupportedModelError
 
-__all__ = ["DEFAULT_MAPS", "MAP_MODE_HELP", "check_choice", "evidence_products", "pick_channels",
-           "record_evidence", "rival_margin"]
+__all__ = ["DEFAULT_MAPS", "MAP_MODE_HELP", "check_choice", "evidence_products", "grad_mode",
+           "pick_channels", "record_evidence", "rival_margin"]
 
 # what the pictures (render_pyramid, write_report, fxcfp explain) draw unless asked otherwise:
 # the mode the faithfulness measurements support; the library's map methods keep "paper"
@@ -146,6 +148,14 @@ def rival_margin(output: torch.Tensor, targets: list[int], contrasts: list[int |
     return (output[rows, wanted] - (q.to(output.dtype) * output).sum(1)).sum()
 
 
+@contextlib.contextmanager
+def grad_mode() -> Iterator[None]:
+    """Gradients on, also inside the caller's ``torch.inference_mode()`` (whose tensors no
+    autograd graph can record): the evidence maps' forward and backward run in this block."""
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
+
+
 def _leaf(x: torch.Tensor) -> torch.Tensor:
     # the clip is a leaf that needs a gradient, so the graph exists even for a frozen model
     leaf = x.detach().clone()
@@ -169,7 +179,7 @@ def evidence_products(output: Any, kept: dict[str, torch.Tensor],
     rivals (:func:`rival_margin`) with respect to the kept tensors only."""
     if isinstance(output, (tuple, list)):
         output = output[0]  # torch.export returns a one-tuple
-    with torch.enable_grad():
+    with grad_mode():
         score = rival_margin(output[sample: sample + 1], [target], [contrast])
         names = [name for name in requests if name in kept]
         values = [kept[name] for name in names]
@@ -212,6 +222,6 @@ def record_evidence(gm: fx.GraphModule, inputs: list[torch.Tensor],
     recorder = _Recorder(gm, set(requests))
     # the graph is traced from fxcfp's eval-mode view of the model (fxcfp._view): eval mode
     # needs no flag of the caller's flipped, which would race with other threads
-    with torch.enable_grad():
+    with grad_mode():
         output = recorder.run(*[_leaf(x) for x in inputs])
     return evidence_products(output, recorder.kept, requests, sample, target, contrast)

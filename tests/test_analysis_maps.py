@@ -220,3 +220,14 @@ def test_explain_draws_its_report_from_the_analysis_forward(mode, tmp_path, monk
     assert code == 0, capsys.readouterr().err
     html = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert f"drawn: <strong>{mode} maps</strong>" in html
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_maps_inside_the_callers_inference_mode(mode):
+    model = _seeded(Block)
+    clip = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(6))
+    expected = fxcfp.analyze(model, clip, threshold=0.3).layer_map("b", mode=mode)
+    with torch.inference_mode():  # no autograd graph is recorded in it: the maps leave it
+        recorded = fxcfp.analyze(model, clip, threshold=0.3, maps=mode).layer_map("b", mode=mode)
+        later = fxcfp.analyze(model, clip, threshold=0.3).layer_map("b", mode=mode)
+    assert torch.equal(recorded, expected) and torch.equal(later, expected)
