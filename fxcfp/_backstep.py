@@ -265,19 +265,17 @@ def backstep(layers: list[LayerTensors], pooled: list[torch.Tensor], roots: torc
     extension = _fused.extension() if (host and fused is not False) else None
     if fused and extension is None:
         extension = _fused.wait()
-    prepared = [layer.fused_arguments for layer in layers] if extension is not None else []
-    if extension is not None and top_k is None and None not in prepared:
+    if extension is not None and top_k is None:
         # every layer in C++, one call: nothing per layer in Python (the pooled inputs are
-        # checked there, and a pooled input it does not take sends it down the per-layer path)
-        weights, members, sources = zip(*prepared) if prepared else ((), (), ())
-        if extension.backstep_all(pooled, weights, members, sources,
-                                  [layer.first_id for layer in layers], depth, limit,
-                                  threshold, count, edges, visited):
+        # checked there, and one it does not take sends the back-step down the per-layer path)
+        plan = _fused.plan(extension, layers)
+        if plan is not None and extension.backstep_all(plan, pooled, depth, limit, threshold,
+                                                       count, edges, visited):
             return Backstep(depth[:, :total_ids], edges, visited)
     for index in range(len(layers) - 1, -1, -1):
         layer, a = layers[index], pooled[index]
         out_channels, per_group = layer.weight.shape
-        arguments = prepared[index] if prepared else None
+        arguments = layer.fused_arguments if extension is not None else None
         if extension is not None and arguments is not None and _fused.usable(layer, a, top_k):
             # the whole layer in one call: gate, early exit, counts and the scatter
             weight, members, sources = arguments

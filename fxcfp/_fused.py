@@ -33,12 +33,14 @@ import sys
 import sysconfig
 import threading
 import time
+import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["NAME", "cache_directory", "extension", "prepared", "usable", "wait"]
+__all__ = ["NAME", "cache_directory", "extension", "plan", "prepared", "usable", "wait"]
 
 # bumped whenever the source changes: the name is the module's, and its cache folder's
 NAME = "fxcfp_backstep_v5"
@@ -269,20 +271,28 @@ void layer_step(torch::Tensor pooled, torch::Tensor weight, torch::Tensor depth,
   });
 }
 
-// The whole back-step: every layer (given in topological order) of every sample, the layers
-// in reverse, one sample per task. False, with nothing written, where a pooled input is not
-// float32 on the CPU (the caller takes the per-layer path then).
-bool backstep_all(std::vector<torch::Tensor> pooled, const std::vector<torch::Tensor>& weights,
-                  const std::vector<torch::Tensor>& members,
-                  const std::vector<torch::Tensor>& sources, const std::vector<int64_t>& first,
-                  torch::Tensor depth, int64_t limit, double threshold, bool count_rest,
-                  torch::Tensor edges, torch::Tensor visited) {
-  const size_t count = weights.size();
-  TORCH_CHECK(pooled.size() == count && members.size() == count && sources.size() == count
-              && first.size() == count, "fxcfp back-step: one entry per layer expected");
+// What the whole back-step reads of a network's layers that does not change between calls,
+// made once per list of layers (the tensors are held here, so the pointers stay valid).
+struct Plan {
+  std::vector<torch::Tensor> weights, members, sources;
+  std::vector<int64_t> first;
+  Plan(std::vector<torch::Tensor> w, std::vector<torch::Tensor> m, std::vector<torch::Tensor> s,
+       std::vector<int64_t> f)
+      : weights(std::move(w)), members(std::move(m)), sources(std::move(s)), first(std::move(f)) {
+    TORCH_CHECK(members.size() == weights.size() && sources.size() == weights.size()
+                && first.size() == weights.size(), "fxcfp back-step: one entry per layer expected");
+  }
+};
+
+// The whole back-step: every layer (the plan's, in topological order) of every sample, the
+// layers in reverse, one sample per task. False, with nothing written, where a pooled input is
+// not float32 on the CPU (the caller takes the per-layer path then).
+bool backstep_all(const Plan& plan, std::vector<torch::Tensor> pooled, torch::Tensor depth,
+                  int64_t limit, double threshold, bool count_rest, torch::Tensor edges,
+                  torch::Tensor visited) {
+  const size_t count = plan.weights.size();
+  TORCH_CHECK(pooled.size() == count, "fxcfp back-step: one pooled input per layer expected");
   const int64_t batch = depth.size(0), ids = depth.size(1), layers = edges.size(1);
-  std::vector<Layer> all;
-  all.reserve(count);
   for (size_t i = 0; i < count; ++i) {
     const torch::Tensor& p = pooled[i];
     if (p.scalar_type() != torch::kFloat || !p.device().is_cpu() || p.dim() != 2
@@ -291,8 +301,11 @@ bool backstep_all(std::vector<torch::Tensor> pooled, const std::vector<torch::Te
     }
     if (!p.is_contiguous()) pooled[i] = p.contiguous();
   }
+  std::vector<Layer> all;
+  all.reserve(count);
   for (size_t i = 0; i < count; ++i) {
-    all.push_back(make_layer(pooled[i], weights[i], members[i], sources[i], first[i]));
+    all.push_back(make_layer(pooled[i], plan.weights[i], plan.members[i], plan.sources[i],
+                             plan.first[i]));
   }
   const float theta = static_cast<float>(threshold);
   const bool top = threshold == 1.0;
@@ -341,6 +354,9 @@ int64_t count_rows(torch::Tensor pooled, torch::Tensor weight, torch::Tensor row
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   // the work reads and writes tensors only: other Python threads run meanwhile
   namespace py = pybind11;
+  py::class_<Plan>(module, "Plan")
+      .def(py::init<std::vector<torch::Tensor>, std::vector<torch::Tensor>,
+                    std::vector<torch::Tensor>, std::vector<int64_t>>());
   module.def("layer_step", &layer_step, py::call_guard<py::gil_scoped_release>());
   module.def("backstep_all", &backstep_all, py::call_guard<py::gil_scoped_release>());
   module.def("count_rows", &count_rows, py::call_guard<py::gil_scoped_release>());
@@ -349,6 +365,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {"module": None, "thread": None, "error": None}
+# plan() per list of layers: weak references to its layers, the C++ plan (or None); a few lists
+# at a time (an analyzer has one per input shape; per-clip contrasts make one per call)
+_plans: dict[int, tuple[list[weakref.ref[Any]], Any]] = {}
+_PLANS = 8
 # no fused multiply-add (the bar is rounded as torch rounds it); OpenMP simd for the loops
 _FLAGS = ("-O3", "-ffp-contract=off", "-fopenmp-simd")
 # a build folder nobody has touched for this long is an interrupted build's
@@ -490,6 +510,31 @@ def usable(layer: Any, pooled: torch.Tensor, top_k: int | None) -> bool:
     top_k."""
     return (top_k is None and pooled.dtype == torch.float32
             and pooled.device.type == "cpu" and layer.weight.dtype == torch.float32)
+
+
+def plan(module: Any, layers: Sequence[Any]) -> Any | None:
+    """The C++ plan of a list of layers (their :func:`prepared` arguments, packed once), or
+    ``None`` where some layer is not covered. Kept per list object while its layers live: the
+    analyzer passes the same list on every call of a plan, and a plan found for a list whose
+    layers changed would be another network's."""
+    key = id(layers)
+    entry = _plans.get(key)
+    if entry is not None and len(entry[0]) == len(layers) and all(
+            ref() is layer for ref, layer in zip(entry[0], layers)):
+        return entry[1]
+    arguments = [layer.fused_arguments for layer in layers]
+    made = None
+    if None not in arguments:
+        weights, members, sources = (list(t) for t in zip(*arguments)) if arguments else ([], [], [])
+        made = module.Plan(weights, members, sources, [layer.first_id for layer in layers])
+    with _lock:
+        # entries whose layers are gone hold tensors nobody else does: dropped first
+        for old in [k for k, (refs, _) in _plans.items() if any(r() is None for r in refs)]:
+            del _plans[old]
+        _plans[key] = ([weakref.ref(layer) for layer in layers], made)
+        while len(_plans) > _PLANS:
+            del _plans[next(iter(_plans))]
+    return made
 
 
 def prepared(layer: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
