@@ -257,21 +257,22 @@ def backstep(layers: list[LayerTensors], pooled: list[torch.Tensor], roots: torc
     batch = roots.shape[0]
     device = roots.device
     host = device.type == "cpu" if sync is None else sync
-    depth = torch.full((batch, total_ids + 1), UNREACHED, dtype=torch.int32, device=device)
-    depth.scatter_(1, roots, 0)
-    edges = torch.zeros(batch, len(layers), dtype=torch.int64, device=device)
-    visited = torch.zeros(batch, len(layers), dtype=torch.int64, device=device)
     limit = UNREACHED if max_depth is None else max_depth
     extension = _fused.extension() if (host and fused is not False) else None
     if fused and extension is None:
         extension = _fused.wait()
     if extension is not None and top_k is None:
-        # every layer in C++, one call: nothing per layer in Python (the pooled inputs are
-        # checked there, and one it does not take sends the back-step down the per-layer path)
+        # every layer in C++, one call: nothing per layer in Python (the inputs are checked
+        # there, and one it does not take sends the back-step down the per-layer path)
         plan = _fused.plan(extension, layers)
-        if plan is not None and extension.backstep_all(plan, pooled, depth, limit, threshold,
-                                                       count, edges, visited):
-            return Backstep(depth[:, :total_ids], edges, visited)
+        found = (None if plan is None else
+                 extension.backstep_all(plan, pooled, roots, total_ids, limit, threshold, count))
+        if found is not None:
+            return Backstep(*found)
+    depth = torch.full((batch, total_ids + 1), UNREACHED, dtype=torch.int32, device=device)
+    depth.scatter_(1, roots, 0)
+    edges = torch.zeros(batch, len(layers), dtype=torch.int64, device=device)
+    visited = torch.zeros(batch, len(layers), dtype=torch.int64, device=device)
     for index in range(len(layers) - 1, -1, -1):
         layer, a = layers[index], pooled[index]
         out_channels, per_group = layer.weight.shape

@@ -50,14 +50,27 @@ _SOURCE = r"""
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
+#include <tuple>
 #include <vector>
 
 static const int32_t UNREACHED = 1 << 30;
 
+// On x86-64 Linux with GCC the step is also compiled for AVX2, picked at load time by what the
+// CPU has (the build's own flags stay the baseline's, so a cached module runs on any x86-64).
+// The same IEEE products, minimum, maximum and comparisons: lanes do not change a result.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define FXCFP_CLONES __attribute__((target_clones("avx2", "default")))
+#define FXCFP_INLINE __attribute__((always_inline)) inline
+#else
+#define FXCFP_CLONES
+#define FXCFP_INLINE inline
+#endif
+
 // The gate of one kernel: which of its n channels pass. Returns false when none can (NaN, all
 // scores equal); scores holds a[c] * w[c].
-static inline bool gate_row(const float* a, const float* w, int64_t n, float theta, bool top,
-                            float* scores, float* bar_out) {
+static FXCFP_INLINE bool gate_row(const float* a, const float* w, int64_t n, float theta,
+                                  bool top, float* scores, float* bar_out) {
   float low = std::numeric_limits<float>::infinity();
   float high = -std::numeric_limits<float>::infinity();
   int nan = 0;
@@ -140,9 +153,9 @@ static int64_t expanded_order(const int32_t* d, int64_t out, int64_t limit, Scra
 // points at the sink id), writes the edges and visited kernels. Kernels are visited in
 // ascending depth; with early, the visit stops at the first kernel after which none left can
 // lower a channel; with count_rest, the kernels it skipped are still counted (edges only).
-static void step_one(const Layer& l, int64_t b, int32_t* row_depth, int64_t limit, float theta,
-                     bool top, bool early, bool count_rest, int64_t* edges, int64_t* visited,
-                     Scratch& s) {
+FXCFP_CLONES static void step_one(const Layer& l, int64_t b, int32_t* row_depth, int64_t limit,
+                                  float theta, bool top, bool early, bool count_rest,
+                                  int64_t* edges, int64_t* visited, Scratch& s) {
   const float* a = l.a + b * l.in;
   const int32_t* d = row_depth + l.first_id;
   const int64_t pg = l.pg, out_pg = l.out / (l.in / pg);
@@ -285,21 +298,33 @@ struct Plan {
 };
 
 // The whole back-step: every layer (the plan's, in topological order) of every sample, the
-// layers in reverse, one sample per task. False, with nothing written, where a pooled input is
-// not float32 on the CPU (the caller takes the per-layer path then).
-bool backstep_all(const Plan& plan, std::vector<torch::Tensor> pooled, torch::Tensor depth,
-                  int64_t limit, double threshold, bool count_rest, torch::Tensor edges,
-                  torch::Tensor visited) {
+// layers in reverse, one sample per task; from the roots (B x R global ids, the sink id
+// total_ids for padding) to (depth B x total_ids, edges, visited B x layers), made here so a
+// call is one dispatch. None, with nothing done, where an input is not float32 (the roots
+// int64) on the CPU: the caller takes the per-layer path then.
+std::optional<std::tuple<torch::Tensor, torch::Tensor, torch::Tensor>> backstep_all(
+    const Plan& plan, std::vector<torch::Tensor> pooled, torch::Tensor roots, int64_t total_ids,
+    int64_t limit, double threshold, bool count_rest) {
   const size_t count = plan.weights.size();
   TORCH_CHECK(pooled.size() == count, "fxcfp back-step: one pooled input per layer expected");
-  const int64_t batch = depth.size(0), ids = depth.size(1), layers = edges.size(1);
+  if (roots.scalar_type() != torch::kLong || !roots.device().is_cpu() || roots.dim() != 2) {
+    return std::nullopt;
+  }
+  const int64_t batch = roots.size(0), ids = total_ids + 1, layers = (int64_t)count;
   for (size_t i = 0; i < count; ++i) {
     const torch::Tensor& p = pooled[i];
     if (p.scalar_type() != torch::kFloat || !p.device().is_cpu() || p.dim() != 2
         || p.size(0) != batch) {
-      return false;
+      return std::nullopt;
     }
     if (!p.is_contiguous()) pooled[i] = p.contiguous();
+  }
+  const torch::Tensor root = roots.contiguous();
+  const int64_t* rp = root.data_ptr<int64_t>();
+  const int64_t width = root.size(1);
+  for (int64_t r = 0; r < batch * width; ++r) {
+    TORCH_CHECK(rp[r] >= 0 && rp[r] <= total_ids, "fxcfp back-step: a root id outside [0, ",
+                total_ids, "]");
   }
   std::vector<Layer> all;
   all.reserve(count);
@@ -307,6 +332,10 @@ bool backstep_all(const Plan& plan, std::vector<torch::Tensor> pooled, torch::Te
     all.push_back(make_layer(pooled[i], plan.weights[i], plan.members[i], plan.sources[i],
                              plan.first[i]));
   }
+  // every entry of edges and visited is written by step_one
+  torch::Tensor depth = torch::empty({batch, ids}, torch::kInt);
+  torch::Tensor edges = torch::empty({batch, layers}, torch::kLong);
+  torch::Tensor visited = torch::empty({batch, layers}, torch::kLong);
   const float theta = static_cast<float>(threshold);
   const bool top = threshold == 1.0;
   int32_t* dp = depth.data_ptr<int32_t>();
@@ -316,13 +345,16 @@ bool backstep_all(const Plan& plan, std::vector<torch::Tensor> pooled, torch::Te
     Scratch s;
     for (const Layer& l : all) s.fit(l);
     for (int64_t b = begin; b < end; ++b) {
-      for (int64_t i = (int64_t)count - 1; i >= 0; --i) {
-        step_one(all[i], b, dp + b * ids, limit, theta, top, true, count_rest,
-                 e + b * layers + i, v + b * layers + i, s);
+      int32_t* row = dp + b * ids;
+      std::fill(row, row + ids, UNREACHED);
+      for (int64_t r = 0; r < width; ++r) row[rp[b * width + r]] = 0;
+      for (int64_t i = layers - 1; i >= 0; --i) {
+        step_one(all[i], b, row, limit, theta, top, true, count_rest, e + b * layers + i,
+                 v + b * layers + i, s);
       }
     }
   });
-  return true;
+  return std::make_tuple(depth.narrow(1, 0, total_ids), edges, visited);
 }
 
 // Edges leaving the kernels rows of one sample's layer: every passing pair, one edge per

@@ -272,13 +272,16 @@ def test_the_one_call_takes_strided_pooled_inputs_and_refuses_other_dtypes():
     assert not strided[0].is_contiguous()
     again = backstep(tensors, strided, roots, total, fused=True, **options)
     assert torch.equal(found.depth, again.depth) and torch.equal(found.edges, again.edges)
-    # a pooled input of another dtype: nothing written, the caller goes layer by layer
-    depth = torch.full((3, total + 1), UNREACHED, dtype=torch.int32)
-    edges = torch.zeros(3, len(tensors), dtype=torch.int64)
+    # a pooled input of another dtype, or int32 roots: not taken, the caller goes layer by layer
     plan = _fused.plan(module, tensors)
-    assert not module.backstep_all(plan, [a.double() for a in pooled], depth, UNREACHED, 0.6,
-                                   False, edges, edges.clone())
-    assert bool((depth == UNREACHED).all()) and not bool(edges.any())
+    assert module.backstep_all(plan, [a.double() for a in pooled], roots, total, UNREACHED,
+                               0.6, False) is None
+    assert module.backstep_all(plan, pooled, roots.int(), total, UNREACHED, 0.6, False) is None
+    depth, edges, visited = module.backstep_all(plan, pooled, roots, total, UNREACHED, 0.6, False)
+    assert torch.equal(depth, found.depth) and torch.equal(edges, found.edges)
+    # a root past the sink id would write outside the depths: refused before anything is done
+    with pytest.raises(RuntimeError, match="a root id outside"):
+        module.backstep_all(plan, pooled, roots + total, total, UNREACHED, 0.6, False)
 
 
 def test_the_extension_cache_is_per_environment_and_honours_the_cache_variables(
