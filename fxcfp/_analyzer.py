@@ -29,8 +29,8 @@ from ._gate import Gate, check_gate, evidence_keep, gated_tensors
 from ._plan import Plan, plan_and_capture
 from ._pyramid import Pyramid
 from ._trace import Traced, failing_module, trace_model
-from ._view import eval_view, fingerprint, unwrap
-from .passes.weighted_layers import weight_version
+from ._view import eval_view, tree_state, unwrap
+from .passes.weighted_layers import weight_owner, weight_version
 
 __all__ = ["Analyzer", "analyze", "analyze_batch"]
 
@@ -214,6 +214,7 @@ class Analyzer:
         self._plans: dict[tuple[Any, ...], Plan] = {}
         self._tensors: dict[tuple[Any, ...], tuple[tuple[Any, ...], list[LayerTensors]]] = {}
         self._leaves: dict[int, tuple[str, ...]] = {}
+        self._owners: dict[int, list[tuple[nn.Module, str]]] = {}  # per plan: its weights' modules
         self._export_only = False
 
     @property
@@ -226,15 +227,20 @@ class Analyzer:
     def _eval_model(self, model: nn.Module) -> nn.Module:
         """The eval-mode view that is traced and run in place of the model (see
         :mod:`fxcfp._view`); rebuilt, with every plan, when a module or tensor was replaced."""
+        return self._view_of(model)[0]
+
+    def _view_of(self, model: nn.Module) -> tuple[nn.Module, bool]:
+        """:meth:`_eval_model`, and whether a submodule of the model has forward hooks (from
+        the same walk of its tree: only then does :meth:`_check_hooks` look at them)."""
         inner = unwrap(model)
-        key = fingerprint(inner)
+        key, hooked = tree_state(inner)
         if self._view is not None and self._view_key == key:
-            return self._view
+            return self._view, hooked
         with self._lock:
             if self._view is None or self._view_key != key:
                 self._reset(eval_view(inner), key)
             assert self._view is not None  # _reset has just set it
-            return self._view
+            return self._view, hooked
 
     # --- plans -----------------------------------------------------------------------------
 
@@ -320,8 +326,11 @@ class Analyzer:
                        ) -> list[LayerTensors]:
         """Pooled weights on the device, recomputed only when a weight (or what it is computed
         from: a parametrization's original, a pruning mask) changed."""
-        gm = plan.traced.gm
-        version = tuple(weight_version(gm, layer.weight) for layer in plan.layers)
+        owners = self._owners.get(id(plan))
+        if owners is None:
+            owners = [weight_owner(plan.traced.gm, layer.weight) for layer in plan.layers]
+            self._owners[id(plan)] = owners
+        version = tuple(weight_version(module, leaf) for module, leaf in owners)
         key = (id(plan), device, dtype)
         cached = self._tensors.get(key)
         if cached is None or cached[0] != version:
@@ -330,11 +339,13 @@ class Analyzer:
                 self._tensors[key] = cached
         return cached[1]
 
-    def _check_hooks(self, call: str, model: nn.Module, plan: Plan | None) -> None:
+    def _check_hooks(self, call: str, model: nn.Module, plan: Plan | None, *,
+                     hooked: bool = True) -> None:
         """Refuse the hooks fxcfp cannot run where ``model(clip)`` runs them: hooks of a module
         whose forward the trace inlined (a container, or any submodule on the export path) and
         global module hooks. The model's own hooks run around the graph; a leaf module's hooks
-        run inside it, once per forward."""
+        run inside it, once per forward. ``hooked=False``: no submodule has hooks (the caller
+        knows from :meth:`_view_of`), so only the global ones are looked at."""
         from torch.nn.modules import module as torch_module
 
         if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
@@ -343,6 +354,8 @@ class Analyzer:
                 "register_module_forward_hook / _pre_hook); they run for every module call, and "
                 "fxcfp's traced graph calls only the leaf modules, so they cannot run as in "
                 "model(clip). Hint: remove them while analysing (handle.remove())")
+        if not hooked:
+            return
         leaves = () if plan is None else self._leaves.get(id(plan), ())
         exported = plan is None or plan.traced.method == "export"
         found = []
@@ -405,15 +418,16 @@ class Analyzer:
              contrast: int | str | None = None, gate: Gate = "paper") -> list[Pyramid]:
         threshold, max_depth, top_k = options
         model = self.model
-        view = self._eval_model(model)
+        view, hooked = self._view_of(model)
         with torch.no_grad():
             # fxcfp's own copy of the clip: the caller may refill its buffer, the model may
             # edit its input; neither reaches the pyramid
             inputs = _root_pre_hooks(view, _copies(inputs), as_list, call)
             if as_list or self._trace == "export" or self._export_only:
-                self._check_hooks(call, model, None)  # before tracing: export inlines them all
+                # before tracing: export inlines them all
+                self._check_hooks(call, model, None, hooked=hooked)
             plan, captured = self._plan_for(view, inputs, as_list, call)
-            self._check_hooks(call, model, plan)
+            self._check_hooks(call, model, plan, hooked=hooked)
             logits, pooled = (captured if captured is not None
                               else self._capture(call, plan, view, inputs))
             logits = _root_hooks(view, inputs, as_list, logits, call)

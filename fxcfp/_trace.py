@@ -50,6 +50,7 @@ class _Tracer(fx.Tracer):
         super().__init__()
         self._leaves = leaf_modules
         self._thread = threading.get_ident()
+        self._names: tuple[dict[int, str], dict[int, str]] | None = None
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         if self._leaves and isinstance(m, self._leaves):
@@ -65,6 +66,22 @@ class _Tracer(fx.Tracer):
     def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict[str, Any]) -> Any:
         if threading.get_ident() != self._thread:
             return attr_val
+        if isinstance(attr_val, torch.Tensor):
+            # torch.fx finds a tensor's name by scanning every parameter (then every buffer)
+            # of the model on each access: quadratic in the model's size, 0.4 s of tracing a
+            # timm RegNet. The same first-found names from a table built once per trace; a
+            # tensor the table lacks (set during the trace) takes torch.fx's own scan.
+            if self._names is None:
+                self._names = ({id(p): n for n, p in self.root.named_parameters()},
+                               {id(b): n for n, b in self.root.named_buffers()})
+            parameters, buffers = self._names
+            name = parameters.get(id(attr_val)) if isinstance(attr_val, nn.Parameter) else None
+            if name is None and self.proxy_buffer_attributes:
+                name = buffers.get(id(attr_val))
+            if name is not None and not self.param_shapes_constant:
+                if name not in parameter_proxy_cache:
+                    parameter_proxy_cache[name] = self.create_proxy("get_attr", name, (), {})
+                return parameter_proxy_cache[name]
         return super().getattr(attr, attr_val, parameter_proxy_cache)
 
 

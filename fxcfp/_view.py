@@ -22,7 +22,7 @@ import types
 
 from torch import nn
 
-__all__ = ["eval_view", "fingerprint", "unwrap"]
+__all__ = ["eval_view", "tree_state", "unwrap"]
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -69,12 +69,37 @@ def eval_view(model: nn.Module) -> nn.Module:
     return copy(model)
 
 
-def fingerprint(model: nn.Module) -> tuple[int, ...]:
-    """Identities of the module tree and of its tensors: changes when a module, a parameter or a
-    buffer is replaced (not when one is updated in place), so a view can be rebuilt."""
+def tree_state(model: nn.Module) -> tuple[tuple[int, ...], bool]:
+    """Identities of the module tree and of its tensors, and whether a module below the root has
+    a forward (pre-)hook. The identities change when a module, a parameter or a buffer is
+    replaced (not when one is updated in place), so a view can be rebuilt.
+
+    One walk of the tree for both, as plain loops over the modules' dictionaries: this runs on
+    every call, and ``named_modules`` (a recursive generator building every module's dotted
+    name) cost more than the back-step on a 70-layer image CNN. Modules shared by several
+    parents count once, as in ``modules()``.
+    """
     ids: list[int] = []
-    for module in model.modules():  # one walk: this runs on every call
-        ids.append(id(module))
-        ids.extend(map(id, module._parameters.values()))
-        ids.extend(map(id, module._buffers.values()))
-    return tuple(ids)
+    seen: set[int] = set()
+    hooked = False
+    stack = [model]
+    # bound methods and the empty-dictionary tests halve the walk's time (0.63 ms for the 359
+    # modules of timm's regnety_002, against 1.2 ms)
+    append, extend, see, pop, push = ids.append, ids.extend, seen.add, stack.pop, stack.extend
+    while stack:
+        module = pop()
+        key = id(module)
+        if key in seen:
+            continue
+        see(key)
+        append(key)
+        if module._parameters:
+            extend(map(id, module._parameters.values()))
+        if module._buffers:
+            extend(map(id, module._buffers.values()))
+        if module._forward_hooks or module._forward_pre_hooks:
+            hooked = hooked or module is not model
+        if module._modules:
+            # reversed: the walk visits children in their order, as modules() does
+            push(reversed([child for child in module._modules.values() if child is not None]))
+    return tuple(ids), hooked

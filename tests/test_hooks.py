@@ -139,3 +139,35 @@ def test_hooks_of_a_model_that_needs_torch_export_never_see_its_fake_tensors():
     with pytest.raises(fxcfp.UnsupportedModelError, match="'conv' .*torch.export inlines"):
         fxcfp.analyze(model, torch.randn(3, 4, 6, 6))
     assert seen == []
+
+
+def test_a_container_hook_added_after_a_first_call_is_refused_on_the_next():
+    # the per-call walk of the module tree is what notices a hook, not the first call's trace
+    model = _net()
+    analyzer = fxcfp.Analyzer(model)
+    analyzer.analyze(_clip())
+    handle = model.block.register_forward_hook(lambda *args: None)
+    try:
+        with pytest.raises(fxcfp.UnsupportedModelError, match=r"hooks of 'block' \(Block"):
+            analyzer.analyze(_clip())
+    finally:
+        handle.remove()
+    assert analyzer.analyze(_clip()).layers[0].name == "fc"
+
+
+def test_the_tree_walk_lists_modules_and_tensors_as_modules_does_and_sees_only_inner_hooks():
+    from fxcfp._view import tree_state
+
+    model = _net()
+    model.shared = model.block.conv  # a module with two parents counts once
+    ids, hooked = tree_state(model)
+    expected = [i for m in model.modules()
+                for i in (id(m), *map(id, m._parameters.values()), *map(id, m._buffers.values()))]
+    assert list(ids) == expected and not hooked
+    model.register_forward_hook(lambda *args: None)  # the model's own hooks run around the graph
+    assert not tree_state(model)[1]
+    model.fc.register_forward_pre_hook(lambda *args: None)
+    assert tree_state(model)[1]
+    before = tree_state(model)[0]
+    model.fc.weight = nn.Parameter(model.fc.weight.detach().clone())
+    assert tree_state(model)[0] != before  # a replaced parameter rebuilds the view

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from html import unescape as html_unescape
 from pathlib import Path
 
@@ -15,46 +14,11 @@ from fake_pyramid import FakePyramid, frames_for  # tests/ is on sys.path under 
 from PIL import Image
 
 from fxcfp.render import write_report
+from tests.browser import chromium as _chromium
+from tests.browser import console_errors as _console_errors
+from tests.browser import needs_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
-
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.is_file(),
-    reason="Debian's chromium is not installed at /usr/bin/chromium "
-    "(`make test` installs it when it can: scripts/ensure-chromium)",
-)
-
-
-def _chromium(profile: Path, url: str, *flags: str,
-             virtual_time: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run headless Chromium once on ``url``: no network, no sync, a throwaway profile."""
-    command = [
-        str(CHROMIUM),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        f"--user-data-dir={profile}",
-        "--enable-logging=stderr",
-        "--v=0",
-        # let load handlers and timers run before the DOM is dumped
-        "--run-all-compositor-stages-before-draw",
-        # virtual time also stops the clocks a page reads: off where the page times itself
-        *(["--virtual-time-budget=5000"] if virtual_time else []),
-        *flags,
-        url,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-
-
-def _console_errors(stderr: str) -> list[str]:
-    # the report logs nothing, so any console line is a problem; page exceptions say "Uncaught"
-    return [line for line in stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")

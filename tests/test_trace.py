@@ -120,3 +120,33 @@ def test_export_fallback_is_remembered_per_model(monkeypatch):
     for _ in range(3):
         analyzer.analyze(torch.randn(3, 4, 6, 6), 1)
     assert len(calls) == 1  # traced (fx failed, export) once, then reused
+
+
+class Attributes(nn.Module):
+    """Parameters and buffers read by attribute inside a traced forward: a shared parameter
+    under two names, a buffer, a plain tensor attribute (a constant to torch.fx)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.scale = nn.Parameter(torch.ones(4))
+        self.alias = self.scale
+        self.register_buffer("shift", torch.zeros(4))
+        self.plain = torch.full((4,), 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x) * self.alias[:, None, None] + self.shift[:, None, None]
+        return (y * self.plain[:, None, None]).mean((2, 3))
+
+
+def test_the_tracer_names_attributes_as_torch_fx_does():
+    from torch import fx
+
+    from fxcfp._trace import _Tracer
+
+    # two models: a trace stores the constants it meets on its root, numbered per root
+    ours = _Tracer(()).trace(Attributes())
+    theirs = fx.Tracer().trace(Attributes())
+    assert str(ours) == str(theirs)
+    targets = {str(n.target) for n in ours.nodes if n.op == "get_attr"}
+    assert "scale" in targets and "alias" not in targets

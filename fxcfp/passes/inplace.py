@@ -40,13 +40,27 @@ def _named_inplace(target: Any) -> bool:
                for namespace in (torch, F, torch.Tensor, torch.special))
 
 
-def _inplace_argument(target: Any, node: fx.Node) -> bool:
-    """``F.relu(x, inplace=True)`` and the like, by keyword or position."""
+def _inplace_argument(target: Any, node: fx.Node,
+                      signatures: dict[int, tuple[Any, inspect.Signature | None]]) -> bool:
+    """``F.relu(x, inplace=True)`` and the like, by keyword or position. ``signatures``: the
+    pass's own cache by target (a graph calls a few functions hundreds of times, and
+    ``inspect.signature`` per node cost a tenth of a first call on a 70-layer image CNN); it
+    keeps each target beside its entry, so an id is never reused while the cache lives."""
     if node.kwargs.get("inplace") is True:
         return True
+    entry = signatures.get(id(target))
+    if entry is None:
+        try:
+            found: inspect.Signature | None = inspect.signature(target)
+        except (TypeError, ValueError):
+            found = None
+        entry = signatures[id(target)] = (target, found)
+    signature = entry[1]
+    if signature is None:
+        return False
     try:
-        bound = inspect.signature(target).bind_partial(*node.args, **node.kwargs)
-    except (TypeError, ValueError):
+        bound = signature.bind_partial(*node.args, **node.kwargs)
+    except TypeError:
         return False
     return bound.arguments.get("inplace") is True
 
@@ -59,8 +73,11 @@ def _sizes(node: Any) -> bool:
     return node.op == "call_function" and node.target in (getattr, len)
 
 
-def is_inplace(node: fx.Node, gm: fx.GraphModule) -> bool:
-    """Does ``node`` edit its first argument in place (and return it)?"""
+def is_inplace(node: fx.Node, gm: fx.GraphModule,
+               signatures: dict[int, tuple[Any, inspect.Signature | None]] | None = None
+               ) -> bool:
+    """Does ``node`` edit its first argument in place (and return it)? ``signatures``: a cache
+    of the functions' signatures for a pass over many nodes."""
     if not node.args or not isinstance(node.args[0], fx.Node):
         return False
     if node.op == "call_method":
@@ -77,7 +94,10 @@ def is_inplace(node: fx.Node, gm: fx.GraphModule) -> bool:
         arguments = target._schema.arguments
         info = arguments[0].alias_info if arguments else None
         return bool(info is not None and info.is_write and not arguments[0].kwarg_only)
-    return _named_inplace(target) or (callable(target) and _inplace_argument(target, node))
+    if _named_inplace(target):
+        return True
+    return callable(target) and _inplace_argument(target, node, {} if signatures is None
+                                                  else signatures)
 
 
 def redirect_inplace(gm: fx.GraphModule) -> fx.GraphModule:
@@ -85,8 +105,9 @@ def redirect_inplace(gm: fx.GraphModule) -> fx.GraphModule:
     and mark the edit (``node.meta[INPLACE]``) for the alias check of the channel-map pass."""
     order = {node: i for i, node in enumerate(gm.graph.nodes)}
     changed = False
+    signatures: dict[int, tuple[Any, inspect.Signature | None]] = {}
     for node in list(gm.graph.nodes):
-        if not is_inplace(node, gm):
+        if not is_inplace(node, gm, signatures):
             continue
         node.meta[INPLACE] = True
         edited = node.args[0]

@@ -46,7 +46,9 @@ def _channel_sets(label: Any, shape: tuple[int, ...], dim: int) -> list[frozense
         if rows.shape[0] != 1:
             return None
         rows = rows.expand(shape[dim], -1)  # one label for every channel: no private ids below
-    return [frozenset(int(i) for i in row.tolist() if i != NONE) for row in rows]
+    # one transfer to Python lists for all rows (a first call's map pass spent more here, id
+    # by id, than on the rest of a layer)
+    return [frozenset(row).difference((NONE,)) for row in rows.tolist()]
 
 
 def _maps_one_to_one(candidate: list[frozenset[int]], target: list[frozenset[int]]) -> bool:

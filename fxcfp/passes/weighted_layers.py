@@ -14,7 +14,7 @@ from .._errors import UnsupportedOpError
 from .targets import aten_op, describe_op
 
 __all__ = ["WEIGHTED_LAYER", "WeightedLayer", "annotate_weighted_layers", "input_channel_dim",
-           "layer_weight", "weight_version"]
+           "layer_weight", "weight_owner", "weight_version"]
 
 WEIGHTED_LAYER = "fxcfp.weighted_layer"
 
@@ -254,12 +254,18 @@ def layer_weight(gm: fx.GraphModule, weight: str) -> torch.Tensor:
     return value.detach()
 
 
-def weight_version(gm: fx.GraphModule, weight: str) -> tuple[tuple[int, int], ...]:
-    """Changes when the weight, or anything it is computed from, is updated or replaced: the
-    parameter's version, else those of every tensor of the owning module (a parametrization's
-    ``original``, ``weight_g``/``weight_v``, a pruning mask, spectral norm's ``u``)."""
+def weight_owner(gm: fx.GraphModule, weight: str) -> tuple[nn.Module, str]:
+    """The module holding a layer's weight (dotted target ``weight``) and its attribute name:
+    resolved once per plan, since the graph's module tree does not change."""
     owner, _, leaf = weight.rpartition(".")
-    module = gm.get_submodule(owner) if owner else gm
-    direct = module._parameters.get(leaf) if isinstance(module, nn.Module) else None
+    return (gm.get_submodule(owner) if owner else gm), leaf
+
+
+def weight_version(module: nn.Module, leaf: str) -> tuple[tuple[int, int], ...]:
+    """Changes when the weight ``module.<leaf>``, or anything it is computed from, is updated or
+    replaced: the parameter's version, else those of every tensor of the owning module (a
+    parametrization's ``original``, ``weight_g``/``weight_v``, a pruning mask, spectral norm's
+    ``u``)."""
+    direct = module._parameters.get(leaf)
     tensors = [direct] if direct is not None else [*module.parameters(), *module.buffers()]
     return tuple((t._version, t.data_ptr()) for t in tensors)

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import io
 import textwrap
-from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fxcfp._files import atomic_write
-from fxcfp.render._report_assets import CSS, data_uri
+from fxcfp.render._report_assets import data_uri, render
 
 if TYPE_CHECKING:
     from fxcfp.dataset._aggregate import Tally
@@ -78,7 +77,11 @@ def _overlap_matrix(drawn: dict[str, Any], layer: str) -> np.ndarray:
 
 
 def write_dataset_report(drawn: dict[str, Any], tally: Tally, folder: Path) -> Path:
-    """Write ``report.html`` into ``folder`` from :func:`write_aggregates`' result."""
+    """Write ``report.html`` into ``folder`` from :func:`write_aggregates`' result.
+
+    The page is drawn from ``templates/dataset.html.j2``; the class labels and the class
+    pyramids' file names are escaped there.
+    """
     labels = drawn["labels"]
     short = [text[:24] for text in labels]
     matrix, kernels = _kernel_matrix(drawn)
@@ -98,32 +101,13 @@ def write_dataset_report(drawn: dict[str, Any], tally: Tally, folder: Path) -> P
     level_png = heat_map_png(np.nan_to_num(pairs), levels, ["mean over class pairs"],
                              "Jaccard per level, from the class to the stem",
                              label="Jaccard") if levels else b""
-    rows = "".join(
-        f"<tr><td>{escape(label)}</td><td>{clips}</td><td>{kernels}</td>"
-        f"<td><code>{escape(graph)}</code></td></tr>"
-        for label, clips, kernels, graph in zip(labels, *_classes_columns(drawn, folder)))
-    page = "".join([
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
-        "<title>Class Feature Pyramids of a dataset</title>",
-        f"<style>{CSS}</style></head><body>",
-        '<header class="hero"><div><h1>Class Feature Pyramids of a dataset</h1>',
-        f'<p class="prediction">{len(labels)} classes</p>',
-        f'<p class="meta">kernels kept in a class pyramid: selected in at least '
-        f'{drawn["share"]:.0%} of the class\'s clips</p></div></header><main>',
-        "<section><h2>Classes</h2><table><tr><th>class</th><th>clips</th><th>kernels kept</th>"
-        f"<th>class pyramid</th></tr>{rows}</table></section>",
-        '<section><h2>Kernels x classes</h2><p class="lead">Each cell: the share of a class\'s '
-        "clips whose pyramid selects the kernel. Rows selected by every class are shared "
-        "evidence; a row lit for one class is class-specific.</p>",
-        f'<img alt="kernel x class heat map" src="{data_uri(kernel_png, "image/png")}"></section>',
-        '<section><h2>Classes x classes</h2><p class="lead">Jaccard overlap of the class '
-        "pyramids' kernels.</p>",
-        f'<img alt="class x class heat map" src="{data_uri(overlap_png, "image/png")}">',
-        (f'<img alt="Jaccard per level" src="{data_uri(level_png, "image/png")}">'
-         if level_png else ""),
-        "</section><p>Tables: kernel_class.parquet, class_overlap.parquet, classes.parquet."
-        "</p></main></body></html>\n",
-    ])
+    clips, kernels_kept, graphs = _classes_columns(drawn, folder)
+    classes = [{"label": label, "clips": count, "kernels": kept, "graph": graph}
+               for label, count, kept, graph in zip(labels, clips, kernels_kept, graphs)]
+    page = render("dataset.html.j2", "write_dataset_report", classes=classes,
+                  share=drawn["share"], kernel_picture=data_uri(kernel_png, "image/png"),
+                  overlap_picture=data_uri(overlap_png, "image/png"),
+                  level_picture=data_uri(level_png, "image/png") if level_png else None)
     path = folder / "report.html"
     with atomic_write(path) as file:
         file.write(page)

@@ -6,12 +6,11 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Sequence
-from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fxcfp._files import atomic_write
-from fxcfp.render._report_assets import CSS, data_uri
+from fxcfp.render._report_assets import data_uri, render
 
 if TYPE_CHECKING:
     from fxcfp.windows import Window, WindowedVideo
@@ -74,45 +73,30 @@ def timeline_png(video: WindowedVideo, labels: Sequence[str] | None = None, *, b
 def write_timeline_report(video: WindowedVideo, out_dir: str | os.PathLike[str], *,
                           labels: Sequence[str] | None = None, title: str = "",
                           summary: str = "") -> Path:
-    """Write ``report.html`` (the timeline and a table of the windows) into ``out_dir``."""
+    """Write ``report.html`` (the timeline and a table of the windows) into ``out_dir``.
+
+    The page is drawn from ``templates/timeline.html.j2``; every label, the video's name, the
+    title and the summary are escaped there.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     png = timeline_png(video, labels)
-    rows = "".join(
-        f"<tr><td>{w.index}</td><td>{w.start_s:.2f}-{w.end_s:.2f}</td>"
-        f"<td>{w.frames[0]}..{w.frames[-1]}</td><td>{escape(_name(labels, w.target))}</td>"
-        f"<td>{w.probability:.3f}</td><td>{escape(_peak(video, w))}</td></tr>"
-        for w in video.windows)
-    page = "".join([
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{escape(title or Path(video.source).name)} · timeline</title>",
-        f"<style>{CSS}</style></head><body>",
-        '<header class="hero"><div><h1>Class Feature Pyramids over a whole video</h1>',
-        f'<p class="prediction">{escape(Path(video.source).name)}</p>',
-        f'<p class="meta">{len(video.windows)} windows of {video.window} frames, stride '
-        f"{video.stride}; {video.frame_count} frames"
-        f"{f' at {video.fps:.2f} fps' if video.fps > 0 else ''}</p></div></header><main>",
-        '<section><h2>Timeline</h2><p class="lead">Top: the class each window is explained '
-        "for, and its probability. Bottom: for each pyramid level (the class at the top, the "
-        "stem at the bottom), where in time its layer map puts the evidence.</p>",
-        f'<img alt="timeline" style="max-width:100%" src="{data_uri(png, "image/png")}">'
-        "</section>",
-        "<section><h2>Windows</h2><table><tr><th>#</th><th>seconds</th><th>frames</th>"
-        f"<th>class</th><th>p</th><th>peak frame per level</th></tr>{rows}</table></section>",
-        f"<section><h2>Summary of the most confident window</h2><pre>{escape(summary)}</pre>"
-        "</section>" if summary else "",
-        "</main></body></html>\n",
-    ])
+    rows = [{"window": w, "name": _name(labels, w.target), "peaks": _peaks(video, w)}
+            for w in video.windows]
+    page = render("timeline.html.j2", "write_timeline_report", title=title,
+                  video=video, video_name=Path(video.source).name,
+                  picture=data_uri(png, "image/png"), rows=rows, summary=summary)
     path = out / "report.html"
     with atomic_write(path) as file:
         file.write(page)
     return path
 
 
-def _peak(video: WindowedVideo, window: Window) -> str:
-    parts = []
+def _peaks(video: WindowedVideo, window: Window) -> list[tuple[str, int]]:
+    """``(level, video frame)`` where each of the top four levels' profile peaks."""
+    peaks = []
     for level in video.levels[:4]:
         profile = window.profiles.get(level)
         if profile is not None and profile.sum() > 0:
-            parts.append(f"{level}: {window.frames[int(profile.argmax())]}")
-    return ", ".join(parts)
+            peaks.append((level, window.frames[int(profile.argmax())]))
+    return peaks

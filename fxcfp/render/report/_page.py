@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ import torch
 from fxcfp._errors import InvalidArgumentError, InvalidTypeError
 from fxcfp._files import atomic_write
 from fxcfp.render._common import DEFAULT_MAPS, FPS, Level, PyramidLike, check_pyramid, slug
+from fxcfp.render._report_assets import asset, render
 from fxcfp.render.frames import resolve_frames
 from fxcfp.render.pyramid_views import DrawOptions, RenderResult, draw_levels
 from fxcfp.render.report._facts import (
@@ -210,10 +209,9 @@ def write_report(
         "skipped": result.skipped,
         "files": _files(root, result, media),
         "embed": embed,
-        "css": _asset("report.css"),
-        "script": _asset("report.js"),
+        "script": asset("report.js"),
     }
-    page = _template().render(**context)
+    page = render("report.html.j2", "write_report", **context)
     path = root / "report.html"
     with atomic_write(path) as file:
         file.write(page)
@@ -273,28 +271,3 @@ def _files(root: Path, result: RenderResult, media: Media) -> list[str]:
     names += [level.mp4.relative_to(root).as_posix() for level in result.levels if level.mp4]
     names += sorted(set(media.written))
     return names
-
-
-# --- templates --------------------------------------------------------------------------------
-
-
-def _asset(name: str) -> str:
-    return (files("fxcfp.render") / "templates" / name).read_text(encoding="utf-8")
-
-
-@lru_cache(maxsize=1)
-def _template() -> Any:
-    try:
-        import jinja2
-    except ImportError as err:  # pragma: no cover - jinja2 is in the render extra
-        raise InvalidArgumentError(
-            "write_report needs Jinja2 for its templates. Hint: pip install 'fxcfp[render]'."
-        ) from err
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("fxcfp.render", "templates"),
-        autoescape=jinja2.select_autoescape(["html", "j2"]),
-        trim_blocks=True,
-        lstrip_blocks=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    return environment.get_template("report.html.j2")
