@@ -6,8 +6,10 @@ topological order, and for each layer, kernel by kernel in ascending depth: the 
 minimum and maximum, the gate, the channels' depths and the edge count, with no
 ``kernels x channels`` temporary; it stops at the first kernel after which no remaining one can
 lower a channel's depth (the early exit of :mod:`fxcfp._backstep`, per kernel instead of per
-chunk). A back-step some of whose layers the C++ pass does not cover calls it per layer
-(``layer_step``) and takes the pure-torch path for the others.
+chunk), which in ascending depth is "every channel reached". A layer whose kernels share one
+depth (the common case) needs no sort; a channel's update is branch-free so it vectorises. A
+back-step some of whose layers the C++ pass does not cover calls it per layer (``layer_step``)
+and takes the pure-torch path for the others.
 
 It computes what :func:`fxcfp._backstep.gate` computes, bit for bit: the same float32 products,
 an exact minimum and maximum, NaN passing nothing, the bar as ``low + float(θ) * span`` rounded
@@ -18,8 +20,8 @@ The extension is compiled by ``torch.utils.cpp_extension.load_inline`` once per 
 environment, in a background thread: calls made while it builds, and every call where it cannot
 be built (no compiler, ``FXCFP_NO_EXTENSION=1``), take the exact pure-torch path. Only float32
 layers on the CPU without ``top_k`` use it. The compiled module is kept in fxcfp's own cache
-(:func:`cache_directory`), one folder per extension version, torch build and Python ABI, so two
-environments never rebuild over each other; a build runs in a folder of its own and its module
+(:func:`cache_directory`), one folder per extension version, torch build, Python ABI and
+source, so two environments never rebuild over each other; a build runs in a folder of its own and its module
 is moved into place only when complete, so a process that exits mid-build leaves nothing the
 next one trips on.
 """
