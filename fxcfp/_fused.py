@@ -263,27 +263,45 @@ static Layer make_layer(const torch::Tensor& pooled, const torch::Tensor& weight
                sources.size(1), first_id};
 }
 
+// Layers (in topological order, visited in reverse) of every sample, one sample per task:
+// depth rows of ids ints from dp, edges / visited rows of columns int64s from e / v, layer i
+// in column column0 + i. With roots (width per sample), each sample's depth row is first set
+// to UNREACHED but for its roots, at 0.
+static void run(const std::vector<Layer>& layers, int64_t batch, int32_t* dp, int64_t ids,
+                int64_t* e, int64_t* v, int64_t columns, int64_t column0, int64_t limit,
+                double threshold, bool early, bool count_rest, const int64_t* roots,
+                int64_t width) {
+  const float theta = static_cast<float>(threshold);
+  const bool top = threshold == 1.0;
+  const int64_t count = (int64_t)layers.size();
+  at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+    Scratch s;
+    for (const Layer& l : layers) s.fit(l);
+    for (int64_t b = begin; b < end; ++b) {
+      int32_t* row = dp + b * ids;
+      if (roots) {
+        std::fill(row, row + ids, UNREACHED);
+        for (int64_t r = 0; r < width; ++r) row[roots[b * width + r]] = 0;
+      }
+      const int64_t at = b * columns + column0;
+      for (int64_t i = count - 1; i >= 0; --i) {
+        step_one(layers[i], b, row, limit, theta, top, early, count_rest, e + at + i,
+                 v + at + i, s);
+      }
+    }
+  });
+}
+
 // One layer for every sample (the per-layer form, for a back-step some of whose layers take
 // the pure-torch path): edges / visited column index.
 void layer_step(torch::Tensor pooled, torch::Tensor weight, torch::Tensor depth,
                 int64_t first_id, int64_t limit, double threshold, torch::Tensor members,
                 torch::Tensor sources, bool early, bool count_rest, torch::Tensor edges,
                 torch::Tensor visited, int64_t index) {
-  const Layer l = make_layer(pooled, weight, members, sources, first_id);
-  const int64_t batch = pooled.size(0), ids = depth.size(1), layers = edges.size(1);
-  const float theta = static_cast<float>(threshold);
-  const bool top = threshold == 1.0;
-  int32_t* dp = depth.data_ptr<int32_t>();
-  int64_t* e = edges.data_ptr<int64_t>();
-  int64_t* v = visited.data_ptr<int64_t>();
-  at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
-    Scratch s;
-    s.fit(l);
-    for (int64_t b = begin; b < end; ++b) {
-      step_one(l, b, dp + b * ids, limit, theta, top, early, count_rest,
-               e + b * layers + index, v + b * layers + index, s);
-    }
-  });
+  const std::vector<Layer> one{make_layer(pooled, weight, members, sources, first_id)};
+  run(one, pooled.size(0), depth.data_ptr<int32_t>(), depth.size(1), edges.data_ptr<int64_t>(),
+      visited.data_ptr<int64_t>(), edges.size(1), index, limit, threshold, early, count_rest,
+      nullptr, 0);
 }
 
 // What the whole back-step reads of a network's layers that does not change between calls,
@@ -338,24 +356,8 @@ std::optional<std::tuple<torch::Tensor, torch::Tensor, torch::Tensor>> backstep_
   torch::Tensor depth = torch::empty({batch, ids}, torch::kInt);
   torch::Tensor edges = torch::empty({batch, layers}, torch::kLong);
   torch::Tensor visited = torch::empty({batch, layers}, torch::kLong);
-  const float theta = static_cast<float>(threshold);
-  const bool top = threshold == 1.0;
-  int32_t* dp = depth.data_ptr<int32_t>();
-  int64_t* e = edges.data_ptr<int64_t>();
-  int64_t* v = visited.data_ptr<int64_t>();
-  at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
-    Scratch s;
-    for (const Layer& l : all) s.fit(l);
-    for (int64_t b = begin; b < end; ++b) {
-      int32_t* row = dp + b * ids;
-      std::fill(row, row + ids, UNREACHED);
-      for (int64_t r = 0; r < width; ++r) row[rp[b * width + r]] = 0;
-      for (int64_t i = layers - 1; i >= 0; --i) {
-        step_one(all[i], b, row, limit, theta, top, true, count_rest, e + b * layers + i,
-                 v + b * layers + i, s);
-      }
-    }
-  });
+  run(all, batch, depth.data_ptr<int32_t>(), ids, edges.data_ptr<int64_t>(),
+      visited.data_ptr<int64_t>(), layers, 0, limit, threshold, true, count_rest, rp, width);
   return std::make_tuple(depth.narrow(1, 0, total_ids), edges, visited);
 }
 
