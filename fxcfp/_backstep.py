@@ -23,6 +23,7 @@ kernels the back-step visits; the pyramid counts those an early exit skipped onl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -59,6 +60,12 @@ class LayerTensors:
     sources: torch.Tensor
     members: torch.Tensor | None = None
     shared_sources: bool = False
+
+    @cached_property
+    def fused_arguments(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """The layer's arguments to the C++ pass (:func:`fxcfp._fused.prepared`), made once:
+        the analyzer keeps its layers per plan, so a call passes them as they are."""
+        return _fused.prepared(self)
 
 
 @dataclass(frozen=True)
@@ -235,8 +242,9 @@ def backstep(layers: list[LayerTensors], pooled: list[torch.Tensor], roots: torc
             in ascending depth with an early exit, and a layer with nothing to expand is
             skipped. ``None``: on the CPU only; on a GPU (``False``) nothing here synchronises,
             every layer is one dense pass.
-        fused: use the fused C++ pass per layer (:mod:`fxcfp._fused`) where it covers the
-            layer; ``None``: whenever it is built and ``sync`` holds. Same answer either way.
+        fused: use the fused C++ pass (:mod:`fxcfp._fused`): the whole back-step in one call
+            where it covers every layer, else per layer where it covers the layer; ``None``:
+            whenever it is built and ``sync`` holds. Same answer either way.
         count: the fused pass also counts the edges of the kernels its early exit skipped
             (their gates only, no depths), so ``visited`` is the layer's width and the pyramid
             has every count without a second pass. Off by default: those gates cost what the
@@ -249,23 +257,32 @@ def backstep(layers: list[LayerTensors], pooled: list[torch.Tensor], roots: torc
     batch = roots.shape[0]
     device = roots.device
     host = device.type == "cpu" if sync is None else sync
-    depth = torch.full((batch, total_ids + 1), UNREACHED, dtype=torch.int32, device=device)
-    depth.scatter_(1, roots, 0)
-    edges = torch.zeros(batch, len(layers), dtype=torch.int64, device=device)
-    visited = torch.zeros(batch, len(layers), dtype=torch.int64, device=device)
     limit = UNREACHED if max_depth is None else max_depth
     extension = _fused.extension() if (host and fused is not False) else None
     if fused and extension is None:
         extension = _fused.wait()
+    if extension is not None and top_k is None:
+        # every layer in C++, one call: nothing per layer in Python (the inputs are checked
+        # there, and one it does not take sends the back-step down the per-layer path)
+        plan = _fused.plan(extension, layers)
+        found = (None if plan is None else
+                 extension.backstep_all(plan, pooled, roots, total_ids, limit, threshold, count))
+        if found is not None:
+            return Backstep(*found)
+    depth = torch.full((batch, total_ids + 1), UNREACHED, dtype=torch.int32, device=device)
+    depth.scatter_(1, roots, 0)
+    edges = torch.zeros(batch, len(layers), dtype=torch.int64, device=device)
+    visited = torch.zeros(batch, len(layers), dtype=torch.int64, device=device)
     for index in range(len(layers) - 1, -1, -1):
         layer, a = layers[index], pooled[index]
         out_channels, per_group = layer.weight.shape
-        if extension is not None and _fused.usable(layer, a, top_k):
+        arguments = layer.fused_arguments if extension is not None else None
+        if extension is not None and arguments is not None and _fused.usable(layer, a, top_k):
             # the whole layer in one call: gate, early exit, counts and the scatter
-            members = torch.empty(0, dtype=torch.int32) if layer.members is None else layer.members
-            extension.layer_step(a.contiguous(), layer.weight.contiguous(), depth,
-                                 layer.first_id, limit, threshold, members, layer.sources,
-                                 True, count, edges, visited, index)
+            weight, members, sources = arguments
+            extension.layer_step(a.contiguous(), weight, depth, layer.first_id, limit,
+                                 threshold, members, sources, True, count, edges, visited,
+                                 index)
             continue
         visited[:, index] = out_channels
         kernel_depth = depth[:, layer.first_id: layer.first_id + out_channels]

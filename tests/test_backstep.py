@@ -225,3 +225,109 @@ def test_the_fused_gate_keeps_the_ends_and_nan():
             found = backstep([one], [pooled], torch.tensor([[4]]), 5, threshold=threshold,
                              max_depth=None, top_k=None, fused=True)
             assert torch.equal(found.depth[0, :4] == 1, passed[row]), (threshold, row)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize(("threshold", "max_depth", "count"),
+                         [(0.6, None, False), (0.0, None, True), (0.3, 2, True), (1.0, None, False)])
+def test_the_one_call_equals_the_per_layer_calls(seed, threshold, max_depth, count, monkeypatch):
+    _extension()
+    from fxcfp import _fused
+
+    tensors, pooled, roots, total = _network(seed, batch=3)
+    options = {"threshold": threshold, "max_depth": max_depth, "top_k": None, "count": count}
+    whole = backstep(tensors, pooled, roots, total, fused=True, **options)
+    # the per-layer C++ calls (what a back-step with an uncovered layer takes): the same code
+    # per layer and sample, so the very same kernels are visited
+    monkeypatch.setattr(_fused, "plan", lambda module, layers: None)
+    per_layer = backstep(tensors, pooled, roots, total, fused=True, **options)
+    assert torch.equal(whole.depth, per_layer.depth)
+    assert torch.equal(whole.edges, per_layer.edges)
+    assert torch.equal(whole.visited, per_layer.visited)
+
+
+def test_an_uncovered_layer_takes_the_torch_path_beside_the_fused_ones():
+    _extension()
+    tensors, pooled, roots, total = _network(4, batch=2)
+    # a float64 layer: the C++ pass covers float32 only, so this back-step goes layer by layer
+    first = tensors[1]
+    tensors[1] = LayerTensors(first.first_id, first.groups, first.weight.double(),
+                              first.group_of_kernel, first.sources, first.members)
+    pooled[1] = pooled[1].double()
+    options = {"threshold": 0.6, "max_depth": None, "top_k": None}
+    found = backstep(tensors, pooled, roots, total, fused=True, **options)
+    assert torch.equal(found.depth, dense_backstep(tensors, pooled, roots, total, **options))
+    assert torch.equal(found.depth, backstep(tensors, pooled, roots, total, fused=False,
+                                             **options).depth)
+
+
+def test_the_one_call_takes_strided_pooled_inputs_and_refuses_other_dtypes():
+    module = _extension()
+    from fxcfp import _fused
+
+    tensors, pooled, roots, total = _network(6, batch=3)
+    options = {"threshold": 0.6, "max_depth": None, "top_k": None}
+    found = backstep(tensors, pooled, roots, total, fused=True, **options)
+    strided = [a.t().contiguous().t() for a in pooled]
+    assert not strided[0].is_contiguous()
+    again = backstep(tensors, strided, roots, total, fused=True, **options)
+    assert torch.equal(found.depth, again.depth) and torch.equal(found.edges, again.edges)
+    # a pooled input of another dtype, or int32 roots: not taken, the caller goes layer by layer
+    plan = _fused.plan(module, tensors)
+    assert module.backstep_all(plan, [a.double() for a in pooled], roots, total, UNREACHED,
+                               0.6, False) is None
+    assert module.backstep_all(plan, pooled, roots.int(), total, UNREACHED, 0.6, False) is None
+    depth, edges, visited = module.backstep_all(plan, pooled, roots, total, UNREACHED, 0.6, False)
+    assert torch.equal(depth, found.depth) and torch.equal(edges, found.edges)
+    # a root past the sink id would write outside the depths: refused before anything is done
+    with pytest.raises(RuntimeError, match="a root id outside"):
+        module.backstep_all(plan, pooled, roots + total, total, UNREACHED, 0.6, False)
+
+
+def test_the_extension_cache_is_per_environment_and_honours_the_cache_variables(
+        tmp_path, monkeypatch):
+    import sysconfig
+
+    from fxcfp import _fused
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "torch"))
+    folder = _fused.cache_directory()
+    assert folder.parent == tmp_path / "torch" / "fxcfp"
+    for part in (_fused.NAME, f"torch{torch.__version__}", sysconfig.get_config_var("SOABI")):
+        assert part in folder.name
+    monkeypatch.delenv("TORCH_EXTENSIONS_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert _fused.cache_directory().parent == tmp_path / "xdg" / "fxcfp" / "extensions"
+    assert _fused.cache_directory().name == folder.name
+
+
+def test_an_interrupted_build_leaves_nothing_the_next_one_trips_on(tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    from fxcfp import _fused
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead = tmp_path / f"build-{int(gone.stdout)}-1"  # a process that exited mid-build
+    live = tmp_path / f"build-{os.getppid()}-1"  # one still building
+    own = tmp_path / f"build-{os.getpid()}-2"
+    for folder in (dead, live, own):
+        folder.mkdir()
+        (folder / "build.ninja").write_text("")
+    _fused._clear_stale(tmp_path)
+    assert not dead.exists() and live.exists() and own.exists()
+
+    # a cached module that cannot be loaded (cut short by hand, a disk full) is built again
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "cache"))
+    cached = _fused.cache_directory() / f"{_fused.NAME}{_fused._suffix()}"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"\x7fELF cut short")
+    built = []
+    monkeypatch.setattr(_fused, "_compile", lambda directory: built.append(directory) or "module")
+    monkeypatch.setitem(_fused._state, "module", None)
+    monkeypatch.setitem(_fused._state, "error", None)
+    _fused._build()
+    assert built == [cached.parent] and _fused._state["module"] == "module"
+    assert _fused._state["error"] is None
