@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from ._backstep import LayerTensors
-from ._evidence import _leaf, _Recorder, check_choice, rival_margin
+from ._evidence import _leaf, _Recorder, check_choice, grad_mode, rival_margin
 
 __all__ = ["EVIDENCE_FLOOR", "GATES", "Gate", "check_gate", "evidence_keep", "gated_tensors"]
 
@@ -67,7 +67,9 @@ def evidence_keep(plan: Any, inputs: list[torch.Tensor],
     """For every sample and weighted layer, which input channels the evidence gate lets link."""
     nodes = {layer.input_node for layer in plan.layers}
     recorder = _Recorder(plan.traced.gm, nodes)
-    with torch.enable_grad():  # on the eval-mode view's graph: no flag of the model flipped
+    # on the eval-mode view's graph (no flag of the model flipped), and out of the caller's
+    # inference_mode, whose tensors no autograd graph records
+    with grad_mode():
         output = recorder.run(*[_leaf(x) for x in inputs])
         if isinstance(output, (tuple, list)):
             output = output[0]  # torch.export returns a one-tuple

@@ -3,6 +3,7 @@ those ``Pyramid.prefetch_maps`` records with a forward of its own, bit for bit (
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -231,3 +232,12 @@ def test_maps_inside_the_callers_inference_mode(mode):
         recorded = fxcfp.analyze(model, clip, threshold=0.3, maps=mode).layer_map("b", mode=mode)
         later = fxcfp.analyze(model, clip, threshold=0.3).layer_map("b", mode=mode)
     assert torch.equal(recorded, expected) and torch.equal(later, expected)
+
+
+def test_the_evidence_gate_inside_the_callers_inference_mode():
+    model = _seeded(Block)
+    clip = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(6))
+    expected = fxcfp.analyze(model, clip, threshold=0.3, gate="evidence")
+    with torch.inference_mode():  # the gate's backward leaves it, as the maps' does
+        inside = fxcfp.analyze(model, clip, threshold=0.3, gate="evidence")
+    assert np.array_equal(inside.depths, expected.depths)
