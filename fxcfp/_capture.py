@@ -33,12 +33,13 @@ from torch import fx, nn
 
 from ._evidence import _leaf, evidence_products, grad_mode, pick_channels
 from .passes import WEIGHTED_LAYER, WeightedLayer
+from .passes.inplace import INPLACE
 
 if TYPE_CHECKING:
     from ._plan import LayerInfo, Plan
 
 __all__ = ["FirstCapture", "MapCapture", "capture_maps", "capture_module", "eval_mode",
-           "map_capture_module", "pool_dims", "record", "record_activations"]
+           "input_readers", "map_capture_module", "pool_dims", "record", "record_activations"]
 
 
 @contextlib.contextmanager
@@ -47,6 +48,55 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
     eval-mode view of it (:mod:`fxcfp._view`), so nothing needs flipping, and nothing races."""
     with torch.no_grad():
         yield
+
+
+# modules and functions whose output is memory of its own, whatever they read
+_FRESH_MODULES = (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._BatchNorm)
+_FRESH_FUNCTIONS = {
+    torch.conv1d, torch.conv2d, torch.conv3d, torch.nn.functional.linear,
+    torch.nn.functional.conv1d, torch.nn.functional.conv2d, torch.nn.functional.conv3d,
+    torch.ops.aten.convolution.default, torch.ops.aten.conv1d.default,
+    torch.ops.aten.conv2d.default, torch.ops.aten.conv3d.default, torch.ops.aten.linear.default}
+# namespaces of the functions trusted not to edit a tensor unless the in-place pass says so
+_KNOWN = ("torch", "_operator", "operator", "builtins", "math")
+
+
+def input_readers(gm: fx.GraphModule) -> tuple[nn.Module, ...] | None:
+    """The modules that read the inputs' memory in a run of ``gm``, where no in-place op can
+    reach it: then a run never edits its inputs, and the capture needs no copy of the clip
+    (the analysis holds one already, for its maps). ``None`` where a run may edit an input: an
+    in-place op (marked by :func:`fxcfp.passes.inplace.redirect_inplace`), a module or a
+    function of the model's own reading a tensor that may share the input's memory.
+
+    The modules returned are convolutions, linear and batch-norm layers: they never edit their
+    input, but a hook of theirs may, so the caller looks at their hooks on every call.
+    """
+    sharing: set[fx.Node] = set()  # nodes whose value may be (a view of) an input
+    readers: list[nn.Module] = []
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            sharing.add(node)
+            continue
+        if node.op == "output" or not any(a in sharing for a in node.all_input_nodes):
+            continue
+        if node.meta.get(INPLACE):
+            return None
+        if node.op == "call_module":
+            module = gm.get_submodule(str(node.target))
+            if not isinstance(module, _FRESH_MODULES):
+                return None  # a module whose forward fxcfp does not see
+            readers.append(module)
+            continue
+        if node.op == "call_function":
+            target = node.target
+            if target in _FRESH_FUNCTIONS:
+                continue
+            module_name = getattr(target, "__module__", None) or ""
+            if not (isinstance(target, torch._ops.OpOverload)
+                    or module_name.split(".")[0] in _KNOWN):
+                return None  # a function of the model's own, opaque to the trace
+        sharing.add(node)  # a view, a method, any op: it may share the input's memory
+    return tuple(readers)
 
 
 def pool_dims(ndim: int, kind: str) -> tuple[int, ...]:

@@ -180,3 +180,62 @@ def test_an_edit_through_an_alias_is_refused_by_name(alias):
                                                         r"edit out of place"):
         fxcfp.analyze(model, torch.randn(3, 8, 8))
     assert_unchanged(model, snap)
+
+
+class Plain(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(x[:, :, 1:]).relu().mean((2, 3)))
+
+
+def _readers(model: nn.Module):
+    from fxcfp._capture import input_readers
+
+    return input_readers(fxcfp.analyze(model, torch.randn(3, 8, 8))._plan.capture)
+
+
+def test_the_capture_copies_the_clip_only_where_a_run_may_edit_it():
+    torch.manual_seed(0)
+    plain = Plain()
+    # a view of the clip, read by a convolution (the eval-mode view's, which shares its hooks)
+    assert [type(m) for m in _readers(plain)] == [nn.Conv2d]
+    assert _readers(EditsInput()) is None  # an in-place edit of the clip
+    model = Plain()
+    model.conv.register_forward_pre_hook(lambda module, args: args[0].mul_(2))
+    clip = torch.randn(3, 8, 8)
+    kept = clip.clone()
+    first = fxcfp.analyze(model, clip)
+    # the hook edits the capture's copy, never the clip the pyramid keeps for its maps
+    assert torch.equal(first._inputs[0][0], kept) and torch.equal(clip, kept)
+    second = fxcfp.analyze(model, clip)
+    assert torch.equal(first.logits, second.logits)
+    assert torch.equal(first.layer_map("conv"), second.layer_map("conv"))
+
+
+def test_a_leaf_module_of_the_users_reading_the_clip_makes_the_capture_copy_it():
+    class Scale(nn.Module):  # kept opaque as a leaf: fxcfp cannot see what its forward does
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.mul_(2)
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = Scale()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.conv(self.scale(x)).mean((2, 3)))
+
+    from fxcfp._capture import input_readers
+
+    fxcfp.register_channel_rule(Scale, "pointwise")  # a class of this test's own
+    torch.manual_seed(0)
+    clip = torch.randn(3, 8, 8)
+    pyramid = fxcfp.Analyzer(Net(), leaf_modules=(Scale,)).analyze(clip)
+    assert input_readers(pyramid._plan.capture) is None
+    assert torch.equal(pyramid._inputs[0][0], clip)
