@@ -617,12 +617,11 @@ def analyze(model: nn.Module, clip: torch.Tensor | list[torch.Tensor], cls: int 
             the forward until the back-step is done; ``"evidence"`` runs that forward with
             gradients and, after the back-step, one backward of the class's margin (see
             :meth:`Pyramid.kernel_map`). Measured on r3d_18 at 16x112x112 (CPU,
-            ``benchmarks/render.py``, ``benchmarks/maps_memory.py``, a shared 2-core
-            machine): ``"paper"`` adds 0.02-0.32x a forward to the analysis (recording the
-            maps afterwards: 1.3-1.45x), ``"evidence"`` 1.4-1.7x, its backward (afterwards:
-            2.2-2.7x); the peak resident memory grows by 81 MiB (paper) and 309 MiB
-            (evidence) over the plain analysis's 0.95 GiB, where recording the maps afterwards
-            peaks at +56 and +296 MiB. ``analyze_batch`` refuses it (its maps would be a
+            ``benchmarks/render.py``, ``benchmarks/maps_memory.py``, a quiet 2-core
+            machine): ``"paper"`` adds 0.02x a forward to the analysis (recording the maps
+            afterwards: 1.01x), ``"evidence"`` 1.21x, its backward (afterwards: 2.20x); the
+            peak resident memory grows by 47 MiB (paper) and 305 MiB (evidence) over the
+            plain analysis's, where recording the maps afterwards peaks at +59 and +310 MiB. ``analyze_batch`` refuses it (its maps would be a
             batched forward's, not one clip's).
 
     Returns:
