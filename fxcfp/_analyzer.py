@@ -217,8 +217,9 @@ class Analyzer:
         self._plans: dict[tuple[Any, ...], Plan] = {}
         self._tensors: dict[tuple[Any, ...], tuple[tuple[Any, ...], list[LayerTensors]]] = {}
         self._leaves: dict[int, tuple[str, ...]] = {}
-        self._owners: dict[int, list[tuple[nn.Module, str]]] = {}  # per plan: its weights' modules
-        # per plan: the modules reading the clip's memory (None: a run may edit the clip)
+        # per plan, from its build: its weights' modules, and the modules reading the clip's
+        # memory (None: a run may edit the clip)
+        self._owners: dict[int, list[tuple[nn.Module, str]]] = {}
         self._readers: dict[int, tuple[nn.Module, ...] | None] = {}
         self._export_only = False
 
@@ -323,6 +324,8 @@ class Analyzer:
         gm = plan.traced.gm
         self._leaves[id(plan)] = tuple(sorted(
             {str(n.target) for n in gm.graph.nodes if n.op == "call_module"}))
+        self._owners[id(plan)] = [weight_owner(gm, layer.weight) for layer in plan.layers]
+        self._readers[id(plan)] = input_readers(plan.capture)
         self._plans[key] = plan
         whole = all(s.shape == x.shape for s, x in zip(sample, inputs, strict=True))
         return plan, captured if whole else None
@@ -331,11 +334,7 @@ class Analyzer:
                        ) -> list[LayerTensors]:
         """Pooled weights on the device, recomputed only when a weight (or what it is computed
         from: a parametrization's original, a pruning mask) changed."""
-        owners = self._owners.get(id(plan))
-        if owners is None:
-            owners = [weight_owner(plan.traced.gm, layer.weight) for layer in plan.layers]
-            self._owners[id(plan)] = owners
-        version = tuple(weight_version(module, leaf) for module, leaf in owners)
+        version = tuple(weight_version(module, leaf) for module, leaf in self._owners[id(plan)])
         key = (id(plan), device, dtype)
         cached = self._tensors.get(key)
         if cached is None or cached[0] != version:
@@ -439,8 +438,6 @@ class Analyzer:
         (:func:`fxcfp._capture.input_readers`; a hook of a layer reading the clip may too).
         The second copy was most of ``analyze``'s memory over the forward's: 18 MiB of the 19
         on S3D at 16x224x224, all of it for ``analyze_batch`` of 8 clips."""
-        if id(plan) not in self._readers:
-            self._readers[id(plan)] = input_readers(plan.capture)
         readers = self._readers[id(plan)]
         if readers is None or any(m._forward_pre_hooks or m._forward_hooks for m in readers):
             return _copies(inputs)
@@ -481,7 +478,8 @@ class Analyzer:
                 logits, pooled = captured
             else:  # the first call's channel-map pass kept no map: with maps=, a capture too
                 logits, pooled, kept = self._capture(call, plan, view, inputs, maps)
-                recorded.extend([kept] if kept is not None else [])
+                if kept is not None:
+                    recorded.append(kept)
             logits = _root_hooks(view, inputs, as_list, logits, call)
         _check_finite(call, logits)
         batch, num_classes = logits.shape
@@ -621,8 +619,9 @@ def analyze(model: nn.Module, clip: torch.Tensor | list[torch.Tensor], cls: int 
             machine): ``"paper"`` adds 0.02x a forward to the analysis (recording the maps
             afterwards: 1.01x), ``"evidence"`` 1.21x, its backward (afterwards: 2.20x); the
             peak resident memory grows by 47 MiB (paper) and 305 MiB (evidence) over the
-            plain analysis's, where recording the maps afterwards peaks at +59 and +310 MiB. ``analyze_batch`` refuses it (its maps would be a
-            batched forward's, not one clip's).
+            plain analysis's, where recording the maps afterwards peaks at +59 and +310 MiB.
+            ``analyze_batch`` refuses it (its maps would be a batched forward's, not one
+            clip's).
 
     Returns:
         The :class:`Pyramid`.
