@@ -198,7 +198,7 @@ def plan_and_capture(traced: Traced, inputs: list[torch.Tensor], model: torch.nn
     for owner, (first, count) in enumerate(ranges):
         id_owner[first: first + count] = owner
         id_channel[first: first + count] = np.arange(count)
-    capture, pooled_index = capture_module(gm, layers)
+    capture, pooled_index = capture_module(gm, layers, observed.poolers)
     plan = Plan(
         traced=traced, layers=tuple(layers), capture=capture, pooled_index=pooled_index,
         output_sources=out.sources, total_ids=out.total_ids, input_names=input_names,

@@ -61,3 +61,55 @@ def test_the_first_call_imports_no_symbolic_shape_machinery():
                          check=True, cwd=Path(__file__).resolve().parent.parent,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+class _Squeeze(nn.Module):
+    """A squeeze-excitation block: its layers read 1x1 vectors; a BatchNorm inlined into the
+    graph (its parameters read as attributes) and a depth of modules under the root."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU())
+        self.gate = nn.Sequential(nn.Conv2d(6, 2, 1), nn.ReLU(), nn.Conv2d(2, 6, 1))
+        self.norm = nn.BatchNorm2d(6)
+        self.head = nn.Linear(6, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.body(x)
+        x = x * self.gate(x.mean((2, 3), keepdim=True)).sigmoid()
+        n = self.norm
+        x = torch.nn.functional.batch_norm(x, n.running_mean, n.running_var, n.weight, n.bias)
+        return self.head(x.mean((2, 3)))
+
+
+def test_the_capture_pools_as_torch_mean_does_bit_for_bit_and_calls_the_same_modules():
+    torch.manual_seed(0)
+    model = _Squeeze().eval()
+    with torch.no_grad():
+        model.norm.running_mean.uniform_(-1, 1)
+        model.norm.weight.uniform_(0.5, 2)
+    seen: dict[str, torch.Tensor] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            module.register_forward_pre_hook(
+                lambda m, args, name=name: seen.__setitem__(name, args[0].detach().clone()))
+    clips = torch.randn(3, 3, 9, 7)
+    analyzer = fxcfp.Analyzer(model)
+    first = analyzer.analyze(clips[0])
+    plan = next(iter(analyzer._plans.values()))
+    # the graph calls the model's own modules (their hooks ran), each a child of the root
+    called = [n for n in plan.capture.graph.nodes if n.op in ("call_module", "get_attr")]
+    assert called and all(str(n.target).count(".") <= 1 for n in called)
+    # a sum where a 1x1 vector is pooled, sums divided in one call at the end elsewhere
+    targets = [n.target for n in plan.capture.graph.nodes if n.op == "call_function"]
+    assert torch.mean not in targets and torch.sum in targets
+    for clip in clips:
+        pyramid = analyzer.analyze(clip)
+        for layer in plan.layers:
+            value = seen[layer.name]
+            expected = value if value.dim() == 2 else torch.mean(value, dim=(2, 3))
+            assert torch.equal(pyramid.pooled_input(layer.name), expected[0]), layer.name
+    assert torch.equal(analyzer.analyze(clips[0]).pooled_input("head"),
+                       first.pooled_input("head"))
+    model.norm.weight.data.mul_(3)  # read live from the module by the capture graph
+    assert not torch.equal(analyzer.analyze(clips[0]).logits, first.logits)
