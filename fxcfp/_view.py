@@ -19,8 +19,11 @@ Hooks are shared, not copied: a hook registered on the model later is honoured t
 from __future__ import annotations
 
 import types
+from typing import cast
 
 from torch import nn
+
+from . import _fused
 
 __all__ = ["eval_view", "tree_state", "unwrap"]
 
@@ -77,8 +80,19 @@ def tree_state(model: nn.Module) -> tuple[tuple[int, ...], bool]:
     One walk of the tree for both, as plain loops over the modules' dictionaries: this runs on
     every call, and ``named_modules`` (a recursive generator building every module's dotted
     name) cost more than the back-step on a 70-layer image CNN. Modules shared by several
-    parents count once, as in ``modules()``.
+    parents count once, as in ``modules()``. Where the compiled extension is loaded
+    (:mod:`fxcfp._fused`) the walk runs in C++ and returns the same tuple.
     """
+    extension = _fused.loaded()
+    if extension is not None:
+        found = extension.tree_state(model)
+        if found is not None:
+            return cast(tuple[tuple[int, ...], bool], found)
+    return _tree_state(model)
+
+
+def _tree_state(model: nn.Module) -> tuple[tuple[int, ...], bool]:
+    """:func:`tree_state` in Python."""
     ids: list[int] = []
     seen: set[int] = set()
     hooked = False

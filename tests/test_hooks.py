@@ -171,3 +171,26 @@ def test_the_tree_walk_lists_modules_and_tensors_as_modules_does_and_sees_only_i
     before = tree_state(model)[0]
     model.fc.weight = nn.Parameter(model.fc.weight.detach().clone())
     assert tree_state(model)[0] != before  # a replaced parameter rebuilds the view
+
+
+def test_the_compiled_tree_walk_returns_the_python_walks_tuple():
+    from fxcfp import _fused
+    from fxcfp._view import _tree_state
+
+    extension = _fused.wait()
+    if extension is None:
+        pytest.skip(f"the C++ extension cannot be built here: {_fused._state['error']}")
+    model = _net()
+    model.shared = model.block.conv  # one module, two parents
+    model.empty = None  # a child slot holding nothing
+    model.fc.register_parameter("unset", None)  # a parameter slot holding nothing
+    model.register_buffer("steps", torch.zeros(()))
+    assert extension.tree_state(model) == _tree_state(model) and not _tree_state(model)[1]
+    handle = model.block.conv.register_forward_hook(lambda *args: None)
+    assert extension.tree_state(model) == _tree_state(model) and _tree_state(model)[1]
+    handle.remove()
+    model.fc.weight = nn.Parameter(model.fc.weight.detach().clone())
+    assert extension.tree_state(model) == _tree_state(model)
+    odd = nn.Linear(2, 2)
+    object.__delattr__(odd, "_buffers")  # not laid out as nn.Module lays it out
+    assert extension.tree_state(odd) is None
