@@ -29,7 +29,7 @@ from ._errors import (
 )
 from ._gate import Gate, check_gate, evidence_keep, gated_tensors
 from ._plan import Plan, plan_and_capture
-from ._pyramid import MapMode, Pyramid, check_maps
+from ._pyramid import MapMode, Pyramid, SampleRows, check_maps
 from ._trace import Traced, failing_module, trace_model
 from ._view import eval_view, tree_state, unwrap
 from .passes.weighted_layers import weight_owner, weight_version
@@ -219,7 +219,7 @@ class Analyzer:
         self._leaves: dict[int, tuple[str, ...]] = {}
         # per plan, from its build: its weights' modules, and the modules reading the clip's
         # memory (None: a run may edit the clip)
-        self._owners: dict[int, list[tuple[nn.Module, str]]] = {}
+        self._owners: dict[int, list[_Owner]] = {}
         self._readers: dict[int, tuple[nn.Module, ...] | None] = {}
         self._export_only = False
 
@@ -324,7 +324,7 @@ class Analyzer:
         gm = plan.traced.gm
         self._leaves[id(plan)] = tuple(sorted(
             {str(n.target) for n in gm.graph.nodes if n.op == "call_module"}))
-        self._owners[id(plan)] = [weight_owner(gm, layer.weight) for layer in plan.layers]
+        self._owners[id(plan)] = [_owner(gm, layer.weight) for layer in plan.layers]
         self._readers[id(plan)] = input_readers(plan.capture)
         self._plans[key] = plan
         whole = all(s.shape == x.shape for s, x in zip(sample, inputs, strict=True))
@@ -334,7 +334,7 @@ class Analyzer:
                        ) -> list[LayerTensors]:
         """Pooled weights on the device, recomputed only when a weight (or what it is computed
         from: a parametrization's original, a pruning mask) changed."""
-        version = tuple(weight_version(module, leaf) for module, leaf in self._owners[id(plan)])
+        version = _versions(self._owners[id(plan)])
         key = (id(plan), device, dtype)
         cached = self._tensors.get(key)
         if cached is None or cached[0] != version:
@@ -528,12 +528,35 @@ class Analyzer:
                 target=int(chosen_cpu[i]), probability=float(probabilities[i, chosen_cpu[i]]),
                 logits=logits_cpu[i], threshold=threshold, max_depth=max_depth, top_k=top_k,
                 _plan=plan, _model=model, _depth=depth[i],
-                _pooled=tuple(p[i] for p in layer_pooled), _tensors=per_sample[i],
+                _pooled=SampleRows(layer_pooled, i), _tensors=per_sample[i],
                 _inputs=tuple(inputs), _sample=i, contrast=others[i],
                 _counted=(edges[i], visited[i]), gate=gate, _channel_keep=keep[i],
             )
             for i in range(batch)
         ]
+
+
+# a layer's weight: its module, the attribute, and the module's parameter dictionary and the
+# parameter found there when the plan was built (None: a weight computed per call)
+_Owner = tuple[nn.Module, str, dict[str, Any], torch.Tensor | None]
+
+
+def _owner(gm: Any, weight: str) -> _Owner:
+    module, leaf = weight_owner(gm, weight)
+    return module, leaf, module._parameters, module._parameters.get(leaf)
+
+
+def _versions(owners: list[_Owner]) -> tuple[Any, ...]:
+    """:func:`~fxcfp.passes.weighted_layers.weight_version` of every layer's weight, read
+    straight off the parameter where it is still the one the plan was built with (the common
+    case: 0.03 against 0.43 ms a call for the 66 layers of timm's regnety_002)."""
+    versions: list[Any] = []
+    for module, leaf, params, param in owners:
+        if params.get(leaf) is param and param is not None:
+            versions.append(((param._version, param.data_ptr()),))
+        else:
+            versions.append(weight_version(module, leaf))
+    return tuple(versions)
 
 
 def _copies(tensors: Any) -> list[torch.Tensor]:

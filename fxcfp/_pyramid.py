@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -114,6 +114,26 @@ class _Cache:
     trace_method: str | None = None
 
 
+class SampleRows(Sequence[torch.Tensor]):
+    """One clip's rows of a batch's pooled layer inputs (``batched[layer][sample]``), taken when
+    read: a pyramid reads the rows of the layers it recomputes, and indexing every layer's at
+    construction cost 0.3 ms a call on the 66 layers of timm's regnety_002."""
+
+    __slots__ = ("_batched", "_sample")
+
+    def __init__(self, batched: Sequence[torch.Tensor], sample: int) -> None:
+        self._batched = batched
+        self._sample = sample
+
+    def __len__(self) -> int:
+        return len(self._batched)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return tuple(p[self._sample] for p in self._batched[index])
+        return self._batched[index][self._sample]
+
+
 @dataclass(frozen=True)
 class Pyramid:
     """A class feature pyramid: the kernels, through the whole depth of the network, that carry
@@ -145,7 +165,7 @@ class Pyramid:
     # the maps need a forward pass: a pyramid keeps its model alive
     _model: torch.nn.Module = field(repr=False, compare=False)
     _depth: np.ndarray = field(repr=False, compare=False)
-    _pooled: tuple[torch.Tensor, ...] = field(repr=False, compare=False)
+    _pooled: Sequence[torch.Tensor] = field(repr=False, compare=False)
     _tensors: tuple[LayerTensors, ...] = field(repr=False, compare=False)
     _inputs: tuple[torch.Tensor, ...] = field(repr=False, compare=False)
     _sample: int = field(repr=False, compare=False)
