@@ -71,10 +71,7 @@ class _Tracer(fx.Tracer):
             # of the model on each access: quadratic in the model's size, 0.4 s of tracing a
             # timm RegNet. The same first-found names from a table built once per trace; a
             # tensor the table lacks (set during the trace) takes torch.fx's own scan.
-            if self._names is None:
-                self._names = ({id(p): n for n, p in self.root.named_parameters()},
-                               {id(b): n for n, b in self.root.named_buffers()})
-            parameters, buffers = self._names
+            parameters, buffers = self._tables()
             name = parameters.get(id(attr_val)) if isinstance(attr_val, nn.Parameter) else None
             if name is None and self.proxy_buffer_attributes:
                 name = buffers.get(id(attr_val))
@@ -83,6 +80,29 @@ class _Tracer(fx.Tracer):
                     parameter_proxy_cache[name] = self.create_proxy("get_attr", name, (), {})
                 return parameter_proxy_cache[name]
         return super().getattr(attr, attr_val, parameter_proxy_cache)
+
+
+    def create_arg(self, a: Any) -> Any:
+        # a tensor passed as an argument (the running statistics an inlined module such as
+        # timm's BatchNormAct2d hands to batch_norm): torch.fx scans every parameter or buffer
+        # of the model for its name, 40 ms of tracing regnety_002; the table's name where it
+        # still names this tensor, else torch.fx's own scan
+        if isinstance(a, torch.Tensor) and threading.get_ident() == self._thread:
+            parameter = isinstance(a, nn.Parameter)
+            name = self._tables()[0 if parameter else 1].get(id(a))
+            if name is not None:
+                owner, _, leaf = name.rpartition(".")
+                module = self.root.get_submodule(owner) if owner else self.root
+                if (module._parameters if parameter else module._buffers).get(leaf) is a:
+                    return self.create_node("get_attr", name, (), {})
+        return super().create_arg(a)
+
+    def _tables(self) -> tuple[dict[int, str], dict[int, str]]:
+        """The first-found names of the model's parameters and buffers, built once per trace."""
+        if self._names is None:
+            self._names = ({id(p): n for n, p in self.root.named_parameters()},
+                           {id(b): n for n, b in self.root.named_buffers()})
+        return self._names
 
 
 def failing_module(err: BaseException, model: nn.Module) -> str | None:

@@ -124,11 +124,13 @@ def test_export_fallback_is_remembered_per_model(monkeypatch):
 
 class Attributes(nn.Module):
     """Parameters and buffers read by attribute inside a traced forward: a shared parameter
-    under two names, a buffer, a plain tensor attribute (a constant to torch.fx)."""
+    under two names, a buffer, a plain tensor attribute (a constant to torch.fx), and a
+    submodule's buffers handed to a function as arguments (timm's BatchNormAct2d)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.norm = nn.BatchNorm2d(4)
         self.scale = nn.Parameter(torch.ones(4))
         self.alias = self.scale
         self.register_buffer("shift", torch.zeros(4))
@@ -136,6 +138,8 @@ class Attributes(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(x) * self.alias[:, None, None] + self.shift[:, None, None]
+        norm = self.norm
+        y = nn.functional.batch_norm(y, norm.running_mean, norm.running_var, norm.weight)
         return (y * self.plain[:, None, None]).mean((2, 3))
 
 
@@ -149,4 +153,4 @@ def test_the_tracer_names_attributes_as_torch_fx_does():
     theirs = fx.Tracer().trace(Attributes())
     assert str(ours) == str(theirs)
     targets = {str(n.target) for n in ours.nodes if n.op == "get_attr"}
-    assert "scale" in targets and "alias" not in targets
+    assert "scale" in targets and "alias" not in targets and "norm.running_var" in targets
