@@ -7,7 +7,7 @@ of its full-depth pyramid at the default threshold 0.6, and what an explanation 
 the forward pass it explains. Each model runs in a fresh process (so the first call pays what a
 user's first call pays: lazy imports, tracing, the channel-map pass), on ``--threads`` torch
 threads (1 by default): the first ``analyze`` call is timed once after one forward, then
-``--rounds`` rounds (default 5) each time the plain no-grad forward, ``analyze`` in steady state
+``--rounds`` rounds (default 7, as the issue measures) each time the plain no-grad forward, ``analyze`` in steady state
 (graph lazy) and the back-step alone, one after another; every figure is the median over the
 rounds of the process's CPU time, so each ratio compares calls made side by side.
 
@@ -16,7 +16,7 @@ nodes of ``Pyramid.graph``, without building the graph: at full depth a deep Res
 holds tens of millions of edges.
 
 Run from the repository root: ``python benchmarks/support_matrix.py [--models r3d_18 ...]
-[--rounds 5] [--no-write]``. It prints one markdown table and writes it into
+[--rounds 7] [--no-write]``. It prints one markdown table and writes it into
 ``benchmarks/RESULTS.md`` (``--no-write``: print only).
 """
 
@@ -150,7 +150,7 @@ def _spawn(name: str, args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", help="names from the matrix (default: all)")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--worker", metavar="MODEL", help=argparse.SUPPRESS)

@@ -451,6 +451,34 @@ static pybind11::object tree_state(pybind11::handle model) {
   return py::make_tuple(out, py::bool_(hooked));
 }
 
+// The pooled-weight cache's key: for each layer (its module's parameter dictionary, the
+// weight's name, the parameter the plan was built with), the parameter's version and data
+// pointer, flat; None where a dictionary no longer holds that parameter or a weight is
+// computed per call (the caller reads those in Python).
+static pybind11::object weight_versions(const pybind11::list& owners) {
+  namespace py = pybind11;
+  std::vector<int64_t> found;
+  found.reserve(2 * owners.size());
+  for (const py::handle owner : owners) {
+    PyObject* item = owner.ptr();
+    if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3) return py::none();
+    PyObject* params = PyTuple_GET_ITEM(item, 0);
+    PyObject* param = PyTuple_GET_ITEM(item, 2);
+    if (!PyDict_Check(params) || !THPVariable_Check(param)) return py::none();
+    PyObject* now = PyDict_GetItemWithError(params, PyTuple_GET_ITEM(item, 1));
+    if (now != param) {
+      PyErr_Clear();
+      return py::none();
+    }
+    const at::Tensor& tensor = THPVariable_Unpack(param);
+    found.push_back(static_cast<int64_t>(tensor._version()));
+    found.push_back(reinterpret_cast<int64_t>(tensor.data_ptr()));
+  }
+  py::tuple out(found.size());
+  for (size_t i = 0; i < found.size(); ++i) out[i] = py::int_(found[i]);
+  return out;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   // the work reads and writes tensors only: other Python threads run meanwhile
   namespace py = pybind11;
@@ -461,6 +489,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.def("backstep_all", &backstep_all, py::call_guard<py::gil_scoped_release>());
   module.def("count_rows", &count_rows, py::call_guard<py::gil_scoped_release>());
   module.def("tree_state", &tree_state);  // reads Python objects: keeps the GIL
+  module.def("weight_versions", &weight_versions);
 }
 """
 

@@ -146,6 +146,48 @@ def test_analyzer_reuses_its_trace_and_follows_weight_updates():
     assert set(first.graph.successors("fc:0")) != set(second.graph.successors("fc:0"))
 
 
+@pytest.mark.parametrize("reader", ["compiled", "python"])
+def test_the_pooled_weights_follow_in_place_updates_and_swapped_data(reader, monkeypatch):
+    from fxcfp import _fused
+
+    if reader == "compiled" and _fused.wait() is None:
+        pytest.skip(f"the C++ extension cannot be built here: {_fused._state['error']}")
+    if reader == "python":
+        monkeypatch.setattr(_fused, "loaded", lambda: None)
+    model = _model()
+    analyzer = fxcfp.Analyzer(model)
+
+    def pooled_fc() -> torch.Tensor:  # the pooled weight the back-step used
+        pyramid = analyzer.analyze(_clip(), 0, threshold=0.5)
+        return pyramid._tensors[pyramid._plan.layer_index("fc")].weight
+
+    first = pooled_fc().clone()
+    assert torch.equal(pooled_fc(), first)
+    with torch.no_grad():
+        model.fc.weight.mul_(2)  # an optimizer's step: the parameter's version moves
+    assert torch.equal(pooled_fc(), 2 * first)
+    model.fc.weight.data = -3 * first  # new memory, the version where it was
+    assert torch.equal(pooled_fc(), -3 * first)
+    assert len(analyzer._plans) == 1
+
+
+def test_the_compiled_weight_versions_read_only_the_parameters_the_plan_was_built_with():
+    from fxcfp import _fused
+
+    extension = _fused.wait()
+    if extension is None:
+        pytest.skip(f"the C++ extension cannot be built here: {_fused._state['error']}")
+    layer = nn.Linear(2, 3)
+    owners = [(layer._parameters, "weight", layer.weight)]
+    before = extension.weight_versions(owners)
+    assert before == (layer.weight._version, layer.weight.data_ptr())
+    with torch.no_grad():
+        layer.weight.add_(1)
+    assert extension.weight_versions(owners) == (before[0] + 1, before[1])
+    layer.weight = nn.Parameter(torch.zeros(3, 2))  # another parameter: read in Python
+    assert extension.weight_versions(owners) is None
+
+
 # --- the user's model is never changed ----------------------------------------------------------
 
 
