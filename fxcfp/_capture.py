@@ -38,8 +38,9 @@ from .passes.inplace import INPLACE
 if TYPE_CHECKING:
     from ._plan import LayerInfo, Plan
 
-__all__ = ["FirstCapture", "MapCapture", "capture_maps", "capture_module", "eval_mode",
-           "divide", "input_readers", "map_capture_module", "pool_dims", "pooler", "record", "record_activations"]
+__all__ = ["FirstCapture", "MapCapture", "capture_maps", "capture_module", "divide", "eval_mode",
+           "input_readers", "map_capture_module", "pool_dims", "pooler", "record",
+           "record_activations"]
 
 
 @contextlib.contextmanager
