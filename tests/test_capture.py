@@ -127,3 +127,27 @@ def test_record_keeps_only_the_requested_channels_of_one_clip_and_leaves_the_cli
     torch.testing.assert_close(found[(layer.input_node, 1)], full["x"][1, wanted],
                                rtol=0, atol=1e-6)
     assert torch.equal(clips, before)
+
+
+def test_summed_pools_divided_in_one_call_equal_torch_mean_bit_for_bit():
+    from fxcfp._capture import divide, pooler
+
+    generator = torch.Generator().manual_seed(0)
+    pooled, counts, expected = [], [], []
+    for trial in range(120):
+        dtype = torch.float32 if trial % 2 else torch.float64
+        trailing = (1 + (trial * k) % 13 for k in (3, 5, 7)[: trial % 3 + 1])
+        shape = (1 + trial % 3, 1 + trial % 17, *trailing)
+        value = torch.randn(shape, generator=generator, dtype=dtype).mul_(10).exp_()
+        if trial % 4 == 0:  # channels last: another reduction order inside torch.sum
+            value = value.transpose(1, -1).contiguous().transpose(1, -1)
+        kind = "linear" if trial % 5 == 0 else "conv"
+        function, dims, count = pooler(value, kind)
+        if function is None:
+            continue
+        pooled.append(function(value, dim=dims))
+        counts.append(count)
+        expected.append(torch.mean(value, dim=dims))
+    assert any(counts) and not all(counts)  # divided sums, and sums of one element
+    for got, want in zip(divide(tuple(pooled), tuple(counts)), expected, strict=True):
+        assert torch.equal(got, want)
