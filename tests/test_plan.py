@@ -113,3 +113,33 @@ def test_the_capture_pools_as_torch_mean_does_bit_for_bit_and_calls_the_same_mod
                        first.pooled_input("head"))
     model.norm.weight.data.mul_(3)  # read live from the module by the capture graph
     assert not torch.equal(analyzer.analyze(clips[0]).logits, first.logits)
+
+
+class _Colliding(nn.Module):
+    """Submodules at ``a.b`` and ``a_b``: one flat name for two modules."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Module()
+        self.a.b = nn.Conv2d(3, 4, 3, padding=1)
+        self.a_b = nn.Conv2d(4, 4, 1)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.a_b(self.a.b(x).relu()).mean((2, 3)))
+
+
+def test_the_flat_capture_graph_keeps_modules_whose_flat_names_collide_apart():
+    torch.manual_seed(0)
+    model = _Colliding().eval()
+    clip = torch.randn(3, 6, 6)
+    pyramid = fxcfp.analyze(model, clip, threshold=0.0)
+    plan = pyramid._plan
+    called = {str(n.target) for n in plan.capture.graph.nodes if n.op == "call_module"}
+    modules = {id(plan.capture.get_submodule(name)) for name in called}
+    traced = plan.traced.gm  # the eval-mode view's modules, which the trace calls
+    assert len(called) == 3 and modules == {
+        id(traced.get_submodule(path)) for path in ("a.b", "a_b", "head")}
+    with torch.no_grad():
+        expected = model(clip[None])
+    assert torch.equal(pyramid.logits, expected[0])
