@@ -205,8 +205,10 @@ def _flat_root(gm: fx.GraphModule, graph: fx.Graph) -> nn.Module:
         name = names.get(path)
         if name is None:
             base = name = prefix + path.replace(".", "_")
-            while name in taken:
-                name = f"{base}_{len(taken)}"
+            suffix = 0
+            while name in taken:  # "a.b" and "a_b" flatten alike
+                suffix += 1
+                name = f"{base}_{suffix}"
             taken.add(name)
             names[path] = name
             value = gm.get_submodule(path) if prefix else getattr(gm, path)
@@ -250,7 +252,7 @@ class FirstCapture:
         for kind in self.kinds.get(node.name, ()):
             if isinstance(value, torch.Tensor):
                 key = f"{node.name}/{kind}"
-                function, dims, count = self.poolers[key] = pooler(value, kind)
+                function, dims, _ = self.poolers[key] = pooler(value, kind)
                 self.pooled[key] = value if function is None else function(value, dim=dims)
 
     def result(self, layers: list[LayerInfo]) -> tuple[Any, tuple[torch.Tensor, ...]]:

@@ -81,7 +81,6 @@ class _Tracer(fx.Tracer):
                 return parameter_proxy_cache[name]
         return super().getattr(attr, attr_val, parameter_proxy_cache)
 
-
     def create_arg(self, a: Any) -> Any:
         # a tensor passed as an argument (the running statistics an inlined module such as
         # timm's BatchNormAct2d hands to batch_norm): torch.fx scans every parameter or buffer
