@@ -4,6 +4,7 @@ clip's values — the weighted layers, their channel maps, and the graph that ca
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -108,11 +109,15 @@ class Plan:
 
     def _pooled_weight(self, layer: LayerInfo) -> tuple[torch.Tensor, bool]:
         """The pooled weight, and whether it is memory of its own (a mean) rather than the live
-        weight itself (a linear layer's)."""
+        weight itself (a linear layer's, a 1x1 convolution's viewed as ``out x in/groups``)."""
         weight = layer_weight(self.traced.gm, layer.weight)
         if layer.weight_transposed:
             weight = weight.t()
         if weight.dim() > 2:
+            if math.prod(weight.shape[2:]) == 1:
+                # a 1x1 kernel is its own mean (torch's reduction over one element costs as
+                # much as a 3x3's: 3.7 ms for a 2048 x 512 x 1 x 1 weight)
+                return weight.flatten(1), False
             return weight.mean(dim=tuple(range(2, weight.dim()))), True
         return weight, False
 

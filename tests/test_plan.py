@@ -143,3 +143,24 @@ def test_the_flat_capture_graph_keeps_modules_whose_flat_names_collide_apart():
     with torch.no_grad():
         expected = model(clip[None])
     assert torch.equal(pyramid.logits, expected[0])
+
+
+def test_a_1x1_kernel_is_its_own_pooled_weight_and_the_cache_still_follows_it():
+    model = _net()  # model[2] is a 1x1x1 convolution
+    clip = torch.randn(3, 4, 6, 6, generator=torch.Generator().manual_seed(2))
+    analyzer = fxcfp.Analyzer(model)
+    first = analyzer.analyze(clip, threshold=0.5)
+    plan = first._plan
+    index = next(i for i, layer in enumerate(plan.layers) if layer.weight.startswith("2."))
+    weight = model[2].weight
+    pooled = plan.pooled_weight(plan.layers[index])
+    assert pooled.shape == (8, 8) and torch.equal(pooled, weight.mean(dim=(2, 3, 4)))
+    assert pooled.data_ptr() == weight.data_ptr()  # a view: no reduction over one element
+    cached = first._tensors[index].weight
+    assert torch.equal(cached, pooled) and cached.data_ptr() != weight.data_ptr()
+    with torch.no_grad():
+        weight[:4].neg_()  # the cache is a copy: it must be read again
+    second = analyzer.analyze(clip, threshold=0.5)
+    assert torch.equal(second._tensors[index].weight, weight.detach().flatten(1))
+    fresh = fxcfp.Analyzer(model).analyze(clip, threshold=0.5)
+    assert (second.depths == fresh.depths).all()
