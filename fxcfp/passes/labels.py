@@ -11,19 +11,30 @@ around, and expanded to full size only where a reshape or concatenation needs it
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 
 __all__ = ["NONE", "compact", "dedupe", "expand_full", "new_label", "union"]
 
 NONE = -1
 _DTYPE = torch.int32
+# the labels known to be compact (what new_label and compact return), by id: the union of one
+# of them alone, or with itself (a unary op, ``x * sigmoid(x)``'s product), is that label
+_COMPACT: weakref.WeakValueDictionary[int, torch.Tensor] = weakref.WeakValueDictionary()
+
+
+def _compact_known(label: torch.Tensor) -> torch.Tensor:
+    _COMPACT[id(label)] = label
+    return label
 
 
 def new_label(ids: torch.Tensor, ndim: int, channel_dim: int) -> torch.Tensor:
     """A label for an ``ndim`` activation whose channel ``c`` (along ``channel_dim``) is ``ids[c]``."""
     shape = [1] * ndim
     shape[channel_dim] = ids.numel()
-    return ids.to(_DTYPE).reshape(*shape, 1)
+    # ids are distinct: nothing to collapse
+    return _compact_known(ids.to(_DTYPE).reshape(*shape, 1))
 
 
 def compact(label: torch.Tensor) -> torch.Tensor:
@@ -34,7 +45,7 @@ def compact(label: torch.Tensor) -> torch.Tensor:
             first = label.narrow(dim, 0, 1)
             if bool((label == first).all()):
                 label = first
-    return dedupe(label)
+    return _compact_known(dedupe(label))
 
 
 def dedupe(label: torch.Tensor) -> torch.Tensor:
@@ -75,6 +86,10 @@ def union(labels: list[torch.Tensor], shape: torch.Size | tuple[int, ...]) -> to
     if not labels:
         return None
     ndim = len(shape)
+    first = labels[0]
+    if (first.dim() == ndim + 1 and _COMPACT.get(id(first)) is first
+            and all(label is first for label in labels[1:])):
+        return first  # compact() of it is itself (it is idempotent)
     aligned = []
     for label in labels:
         # broadcasting aligns trailing dims: prepend size-1 dims, keep the set dim last
