@@ -200,6 +200,7 @@ def _flat_root(gm: fx.GraphModule, graph: fx.Graph) -> nn.Module:
     root = nn.Module()
     names: dict[str, str] = {}  # path in gm -> name on root
     taken: set[str] = set()
+    modules = dict(gm.named_modules())  # one walk, not a get_submodule per path
 
     def bind(path: str, prefix: str) -> str:
         name = names.get(path)
@@ -211,7 +212,7 @@ def _flat_root(gm: fx.GraphModule, graph: fx.Graph) -> nn.Module:
                 name = f"{base}_{suffix}"
             taken.add(name)
             names[path] = name
-            value = gm.get_submodule(path) if prefix else getattr(gm, path)
+            value = (modules.get(path) or gm.get_submodule(path)) if prefix else getattr(gm, path)
             if isinstance(value, nn.Module):
                 root.add_module(name, value)
             elif isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter):
