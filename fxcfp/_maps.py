@@ -10,7 +10,6 @@ import math
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 __all__ = ["upsample", "temporal_profile"]
 
@@ -99,6 +98,8 @@ def _fit(array: np.ndarray, axis: int, out: int) -> np.ndarray:
 def _zoom_axis(array: np.ndarray, axis: int, out: int) -> np.ndarray:
     """``scipy.ndimage.zoom(order=3)`` along one axis: the other axes are folded into rows,
     which a zoom factor of 1 leaves exactly as they are."""
+    from scipy import ndimage  # on first use: its import is 0.3 s, a map's first call pays it
+
     moved = np.moveaxis(array, axis, -1)
     rows = moved.reshape(-1, moved.shape[-1])
     zoomed = ndimage.zoom(rows, (1.0, out / rows.shape[1]), order=3, mode="nearest",
@@ -118,6 +119,8 @@ def _spline_matrix(length: int, out: int) -> np.ndarray:
     """
     if length == out:
         return np.eye(out)
+    from scipy import ndimage
+
     matrix = ndimage.zoom(np.eye(length), (out / length, 1.0), order=3, mode="nearest",
                           grid_mode=False)
     return _fit(matrix, 0, out)

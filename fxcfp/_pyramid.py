@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-import networkx as nx
 import numpy as np
 import torch
 
@@ -21,6 +20,8 @@ from ._files import atomic_write, dump_json
 from ._maps import temporal_profile, upsample
 
 if TYPE_CHECKING:
+    import networkx as nx
+
     from ._capture import MapCapture
     from ._plan import Plan
 
@@ -386,6 +387,8 @@ class Pyramid:
                 "max_depth=3, top_k=5)), read Pyramid.layers / summary(), or call "
                 "Pyramid.to_networkx(max_edges=None) if you have the memory."
             )
+        import networkx as nx  # on first use: its import is 0.3 s, half of analyze's imports
+
         edges = self._edges
         graph: nx.DiGraph = nx.DiGraph(
             target=self.target, threshold=float(self.threshold),
@@ -412,6 +415,8 @@ class Pyramid:
 
     def to_graphml(self, path: str | os.PathLike[str]) -> None:
         """Write :attr:`graph` as GraphML, atomically (a failed write leaves no partial file)."""
+        import networkx as nx
+
         graph = self.graph
         with atomic_write(path, binary=True) as file:
             nx.write_graphml(graph, file)
@@ -419,6 +424,8 @@ class Pyramid:
     def to_json(self, path: str | os.PathLike[str]) -> None:
         """Write :attr:`graph` as strict node-link JSON (``nodes``, ``edges``, ``graph``
         attributes; no ``NaN``), atomically."""
+        import networkx as nx
+
         dump_json(nx.node_link_data(self.graph, edges="edges"), path)
 
     def save(self, path: str | os.PathLike[str], *, maps: str | tuple[str, ...] | None = None,

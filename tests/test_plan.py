@@ -46,17 +46,18 @@ def test_the_first_call_runs_the_model_once_and_equals_the_capture():
         handle.remove()
 
 
-def test_the_first_call_imports_no_symbolic_shape_machinery():
+def test_the_first_call_imports_neither_symbolic_shapes_nor_networkx_nor_scipy():
     # torch.broadcast_shapes imports torch's symbolic shapes and sympy on first use: 0.7 s of
     # CPU, most of a 3D ResNet-50 forward, paid by every process's first call (torchvision
-    # imports sympy itself; fxcfp's own networks and a user's model need not)
+    # imports sympy itself; fxcfp's own networks and a user's model need not); networkx and
+    # scipy, 0.3 s each, wait for the graph and the maps
     code = (
         "import sys, torch, fxcfp\n"
         "from tests.models import make_resnet3d\n"
         "model, shape = make_resnet3d()\n"
         "fxcfp.analyze(model, torch.randn(*shape[1:]))\n"
-        "print(sorted(m for m in ('sympy', 'torch.fx.experimental.symbolic_shapes')"
-        " if m in sys.modules))\n")
+        "print(sorted(m for m in ('sympy', 'torch.fx.experimental.symbolic_shapes',"
+        " 'networkx', 'scipy') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).resolve().parent.parent,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
