@@ -30,7 +30,7 @@ from ._errors import (
 from ._gate import Gate, check_gate, evidence_keep, gated_tensors
 from ._plan import Plan, plan_and_capture
 from ._pyramid import MapMode, Pyramid, SampleRows, check_maps
-from ._trace import Traced, failing_module, trace_model
+from ._trace import Traced, code_pending, failing_module, trace_model, write_code
 from ._view import eval_view, tree_state, unwrap
 from .passes.weighted_layers import weight_owner, weight_version
 
@@ -429,7 +429,11 @@ class Analyzer:
         try:
             if maps is not None:
                 return capture_maps(plan, inputs, maps)
-            logits, pooled = plan.capture(*self._capture_inputs(plan, inputs))
+            capture = plan.capture
+            if code_pending(capture):  # its first run: one thread writes its code
+                with self._lock:
+                    write_code(capture)
+            logits, pooled = capture(*self._capture_inputs(plan, inputs))
             return logits, pooled, None
         except FxcfpError:
             raise

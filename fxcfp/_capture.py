@@ -32,6 +32,7 @@ import torch
 from torch import fx, nn
 
 from ._evidence import _leaf, evidence_products, grad_mode, pick_channels
+from ._trace import LazyGraphModule
 from .passes import WEIGHTED_LAYER, WeightedLayer
 from .passes.inplace import INPLACE
 
@@ -183,7 +184,9 @@ def capture_module(gm: fx.GraphModule, layers: list[LayerInfo], poolers: Poolers
     if any(counts):
         pooled = graph.call_function(divide, (pooled, tuple(counts)))
     graph.output((output, pooled))
-    capture = fx.GraphModule(_flat_root(gm, graph), graph, "FxcfpCapture")
+    # its code is written on its first run: a first call takes its values from the channel-map
+    # pass, so one clip explained never runs it (the code was 35-80 ms of a first call)
+    capture = LazyGraphModule(_flat_root(gm, graph), graph, "FxcfpCapture")
     return capture, tuple(index)
 
 

@@ -14,7 +14,7 @@ from torch import fx, nn
 from ._errors import ModelCallError, UntraceableModelError, describe_model_error
 from .passes.inplace import redirect_inplace
 
-__all__ = ["TRACE_LOCK", "Traced", "trace_model"]
+__all__ = ["TRACE_LOCK", "LazyGraphModule", "Traced", "code_pending", "trace_model", "write_code"]
 
 # Symbolic tracing patches nn.Module.__call__ and __getattr__ for the whole process, and
 # torch.export swaps builtins and global flags; two traces at once restore each other's patches
@@ -27,9 +27,22 @@ try:
     # is read or called: 12 ms (ResNet-50) to 45 ms (RegNetY-002, 1,400 nodes) of a first call
     from torch.fx import _lazy_graph_module
 
-    _LAZY: type[fx.GraphModule] = _lazy_graph_module._LazyGraphModule
+    LazyGraphModule: type[fx.GraphModule] = _lazy_graph_module._LazyGraphModule
 except (ImportError, AttributeError):  # pragma: no cover - without it, the code at once
-    _LAZY = fx.GraphModule
+    LazyGraphModule = fx.GraphModule
+
+
+def code_pending(gm: fx.GraphModule) -> bool:
+    """Is ``gm`` a lazy graph module whose Python code is still to be written?"""
+    cls = type(gm)
+    return getattr(cls, "forward", None) is getattr(cls, "_lazy_forward", False)
+
+
+def write_code(gm: fx.GraphModule) -> None:
+    """Write a lazy graph module's code now (a no-op once written, or for a plain one)."""
+    real_recompile = getattr(gm, "real_recompile", None)
+    if real_recompile is not None:
+        real_recompile()
 
 
 @dataclass(frozen=True)
@@ -129,7 +142,7 @@ def _fx_trace(model: nn.Module, leaf_modules: tuple[type[nn.Module], ...],
               concrete_args: dict[str, Any] | None) -> fx.GraphModule:
     tracer = _Tracer(leaf_modules)
     graph = tracer.trace(model, concrete_args=concrete_args)
-    return _LAZY(tracer.root, graph, type(model).__name__)
+    return LazyGraphModule(tracer.root, graph, type(model).__name__)
 
 
 def _export(model: nn.Module, inputs: Sequence[Any]) -> fx.GraphModule:

@@ -101,6 +101,33 @@ def test_later_calls_on_one_shared_analyzer_from_four_threads():
     _torch_intact()
 
 
+def test_second_calls_from_four_threads_write_the_capture_code_once():
+    from fxcfp._trace import code_pending
+
+    torch.manual_seed(0)
+    model, shape = make_resnet3d()
+    clips = [torch.randn(shape)[0] for _ in range(4)]
+    sequential = [_result(fxcfp.Analyzer(model).analyze(clip, threshold=0.3)) for clip in clips]
+    analyzer = fxcfp.Analyzer(model)
+    analyzer.analyze(clips[0], threshold=0.3)  # a first call: the channel-map pass's values
+    capture = next(iter(analyzer._plans.values())).capture
+    assert code_pending(capture)
+    graph = capture.graph
+    generate = graph.python_code
+    written: list[int] = []
+
+    def counted(*args: object, **kwargs: object) -> object:
+        written.append(1)
+        return generate(*args, **kwargs)
+
+    graph.python_code = counted  # type: ignore[method-assign]
+    results = _in_threads([lambda c=c: _result(analyzer.analyze(c, threshold=0.3))
+                           for c in clips])
+    assert results == sequential
+    assert len(written) == 1 and not code_pending(capture)
+    _torch_intact()
+
+
 def test_a_train_mode_model_under_concurrent_calls_keeps_its_flags_and_statistics():
     torch.manual_seed(0)
     model, shape = make_resnet3d()
