@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import fx
+from torch import fx, nn
 
 __all__ = ["INPLACE", "is_inplace", "redirect_inplace"]
 
@@ -74,17 +74,19 @@ def _sizes(node: Any) -> bool:
 
 
 def is_inplace(node: fx.Node, gm: fx.GraphModule,
-               signatures: dict[int, tuple[Any, inspect.Signature | None]] | None = None
-               ) -> bool:
+               signatures: dict[int, tuple[Any, inspect.Signature | None]] | None = None,
+               modules: dict[str, nn.Module] | None = None) -> bool:
     """Does ``node`` edit its first argument in place (and return it)? ``signatures``: a cache
-    of the functions' signatures for a pass over many nodes."""
+    of the functions' signatures, ``modules`` the graph's modules by path, for a pass over many
+    nodes."""
     if not node.args or not isinstance(node.args[0], fx.Node):
         return False
     if node.op == "call_method":
         method = str(node.target)  # a call_method's target is the method's name
         return method.endswith("_") and not method.startswith("_")
     if node.op == "call_module":
-        return getattr(gm.get_submodule(str(node.target)), "inplace", False) is True
+        module = (modules or {}).get(str(node.target)) or gm.get_submodule(str(node.target))
+        return getattr(module, "inplace", False) is True
     if node.op != "call_function":
         return False
     target = node.target
@@ -106,8 +108,9 @@ def redirect_inplace(gm: fx.GraphModule) -> fx.GraphModule:
     order = {node: i for i, node in enumerate(gm.graph.nodes)}
     changed = False
     signatures: dict[int, tuple[Any, inspect.Signature | None]] = {}
+    modules = dict(gm.named_modules())
     for node in list(gm.graph.nodes):
-        if not is_inplace(node, gm, signatures):
+        if not is_inplace(node, gm, signatures, modules):
             continue
         node.meta[INPLACE] = True
         edited = node.args[0]

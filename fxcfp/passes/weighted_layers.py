@@ -150,10 +150,11 @@ def _transposed(call: str, node: fx.Node, layer: str | None) -> UnsupportedOpErr
     )
 
 
-def _describe(node: fx.Node, gm: fx.GraphModule, call: str) -> WeightedLayer | None:
+def _describe(node: fx.Node, gm: fx.GraphModule, call: str,
+              modules: dict[str, nn.Module]) -> WeightedLayer | None:
     if node.op == "call_module":
         path = str(node.target)  # a call_module target is the module's path
-        module = gm.get_submodule(path)
+        module = modules.get(path) or gm.get_submodule(path)
         if isinstance(module, _TRANSPOSED_CONV_MODULES):
             raise _transposed(call, node, path)
         if isinstance(module, nn.modules.conv._ConvNd):
@@ -218,8 +219,9 @@ def annotate_weighted_layers(gm: fx.GraphModule, model: nn.Module | None = None,
     ``model`` (the traced module) names a functional call after the module that owns its
     weight; ``call`` is the public call whose errors these are."""
     seen: dict[str, int] = {}
+    modules = dict(gm.named_modules())  # one walk, not a get_submodule per module call
     for node in gm.graph.nodes:
-        layer = _describe(node, gm, call)
+        layer = _describe(node, gm, call, modules)
         if layer is None:
             continue
         if node.op == "call_function" and model is not None:
