@@ -6,10 +6,12 @@ crops; SlowFast's slow pathway 4 frames beside 16): its weighted layers, the ker
 of its full-depth pyramid at the default threshold 0.6, and what an explanation costs next to
 the forward pass it explains. Each model runs in a fresh process (so the first call pays what a
 user's first call pays: lazy imports, tracing, the channel-map pass), on ``--threads`` torch
-threads (1 by default): the first ``analyze`` call is timed once after one forward, then
-``--rounds`` rounds (default 7, as the issue measures) each time the plain no-grad forward, ``analyze`` in steady state
-(graph lazy) and the back-step alone, one after another; every figure is the median over the
-rounds of the process's CPU time, so each ratio compares calls made side by side.
+threads (1 by default): the first ``analyze`` call is timed once after one forward (and the
+full collections Python's cyclic collector ran inside it, apart: their cost is the whole heap's),
+the second once (its capture writes its code), then ``--rounds`` rounds (default 7, as the
+issue measures) each time the plain no-grad forward, ``analyze`` in steady state (graph lazy)
+and the back-step alone, one after another; every figure is the median over the rounds of the
+process's CPU time, so each ratio compares calls made side by side.
 
 The kernels and layers are counted from the pyramid's depth per kernel, which decides the
 nodes of ``Pyramid.graph``, without building the graph: at full depth a deep ResNet's graph
@@ -23,6 +25,7 @@ Run from the repository root: ``python benchmarks/support_matrix.py [--models r3
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -74,6 +77,27 @@ def _seconds(fn) -> float:
     return time.process_time() - start
 
 
+def _collected(fn) -> tuple[float, float]:
+    """The CPU time of ``fn``, and of the full collections (generation 2) Python's cyclic
+    collector ran inside it: their cost grows with the whole process's heap (torch's and the
+    model library's objects), and they fall in whichever call crosses the collector's
+    threshold."""
+    spent = [0.0, 0.0]
+
+    def watch(phase: str, info: dict) -> None:
+        if info["generation"] == 2:
+            if phase == "start":
+                spent[1] = time.process_time()
+            else:
+                spent[0] += time.process_time() - spent[1]
+
+    gc.callbacks.append(watch)
+    try:
+        return _seconds(fn), spent[0]
+    finally:
+        gc.callbacks.remove(watch)
+
+
 def measure(case: Case, rounds: int) -> dict[str, object]:
     """One model, in this process: first call, then interleaved rounds."""
     model, _ = case.make()
@@ -90,10 +114,13 @@ def measure(case: Case, rounds: int) -> dict[str, object]:
 
     forward()  # torch's lazy initialisation is nobody's first call
     analyzer = fxcfp.Analyzer(model)
-    first = _seconds(lambda: analyzer.analyze(single, threshold=THRESHOLD))
+    first, collections = _collected(lambda: analyzer.analyze(single, threshold=THRESHOLD))
     # the timed rounds take the C++ back-step: built (or loaded from its cache) before them,
     # not by whichever round the background build happens to finish in
     _fused.wait()
+    # the second call runs the capture for the first time (the first took the channel-map
+    # pass's values), so it writes the capture's code
+    second = _seconds(lambda: analyzer.analyze(single, threshold=THRESHOLD))
     pyramid = analyzer.analyze(single, threshold=THRESHOLD)
     plan = pyramid._plan
     with torch.no_grad():
@@ -122,7 +149,8 @@ def measure(case: Case, rounds: int) -> dict[str, object]:
         total += layer.out_channels
         layers += selected > 0
     return {"trace": plan.traced.method, "weighted": len(plan.layers), "kernels": kernels,
-            "total": total, "layers": layers, "first": first,
+            "total": total, "layers": layers, "first": first, "collections": collections,
+            "second": second,
             **{key: statistics.median(v) for key, v in times.items()}}
 
 
@@ -167,7 +195,8 @@ def main() -> None:
 
     header = ("| model | family | clip (C x T x H x W, images C x H x W) | trace | weighted layers "
               f"| kernels at {THRESHOLD} (of all) | layers at {THRESHOLD} | forward "
-              "| analyze / forward | back-step / forward | first call | first / forward |")
+              "| analyze / forward | back-step / forward | first call | first / forward "
+              "| full GC in the first | second / forward |")
     rows = [header, "|" + "---|" * (header.count("|") - 1)]
     for case in cases:
         m = _spawn(case.name, args)
@@ -176,14 +205,16 @@ def main() -> None:
             f"| {case.name} | {case.family} | {_shape(bench_clips(case))} | {m['trace']} "
             f"| {m['weighted']} | {m['kernels']} ({m['total']}) | {m['layers']} | {_ms(f)} "
             f"| {m['analyze'] / f:.3f}x | {100 * m['backstep'] / f:.2f}% | {_ms(m['first'])} "
-            f"| {m['first'] / f:.2f}x |")
+            f"| {m['first'] / f:.2f}x | {_ms(m['collections'])} | {m['second'] / f:.2f}x |")
         print(rows[-1], file=sys.stderr, flush=True)  # progress; the table goes to stdout
     if args.models and not args.no_write:
         rows = _merged_rows(RESULTS, rows, [c.name for c in MATRIX])
     text = (f"{MARKER}: fxcfp.analyze at full depth, threshold {THRESHOLD}, random weights, "
             f"16x112x112 clips (images 224x224)\n\nMachine: {machine(args.threads)}. Each model "
             f"in a fresh process; times are medians of {args.rounds} interleaved rounds of CPU "
-            "time (forward, analyze, back-step); the first call once, after one forward.\n\n"
+            "time (forward, analyze, back-step); the first call once, after one forward, with the CPU "
+            "time of the full collections Python's cyclic collector ran inside it; the second "
+            "call once, after the C++ back-step is loaded (it writes the capture's code).\n\n"
             + "\n".join(rows) + "\n")
     print(text)
     if not args.no_write:
