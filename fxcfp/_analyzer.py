@@ -213,7 +213,7 @@ class Analyzer:
     def _reset(self, view: nn.Module | None, key: tuple[int, ...] | None = None) -> None:
         self._view = view
         self._view_key = key
-        self._fx: Traced | None = None
+        self._fx: dict[tuple[bool, int], Traced] = {}
         self._plans: dict[tuple[Any, ...], Plan] = {}
         self._tensors: dict[tuple[Any, ...], tuple[tuple[Any, ...], list[LayerTensors]]] = {}
         self._leaves: dict[int, tuple[str, ...]] = {}
@@ -262,12 +262,12 @@ class Analyzer:
     def _plan_for(self, view: nn.Module, inputs: list[torch.Tensor], as_list: bool,
                   call: str = "fxcfp.analyze"
                   ) -> tuple[Plan, tuple[Any, tuple[torch.Tensor, ...]] | None]:
-        kind = "export" if (as_list or self._trace == "export" or self._export_only) else "fx"
+        kind = "export" if (self._trace == "export" or self._export_only) else "fx"
         # symbolic tracing is shape-agnostic (flatten sizes still make channel maps per shape,
         # not per batch size); torch.export's graph is specialised to every dimension
         export_key = ("export", as_list) + tuple(
             (tuple(x.shape), x.dtype, x.device) for x in inputs)
-        key = export_key if kind == "export" else ("fx",) + tuple(
+        key = export_key if kind == "export" else ("fx", as_list) + tuple(
             (tuple(x.shape[1:]), x.dtype, x.device) for x in inputs)
         plan = self._plans.get(key)
         if plan is not None:
@@ -287,7 +287,10 @@ class Analyzer:
         # and run: from the disk cache it is ready for this call's back-step
         _fused.extension()
         call_args = [inputs] if as_list else inputs
-        traced = self._fx if kind == "fx" else None
+        # one symbolic trace serves every shape of one calling convention (a tensor, or a
+        # list of so many pathways)
+        convention = (as_list, len(inputs))
+        traced = self._fx.get(convention) if kind == "fx" else None
         # torch.export would run submodule hooks on fake tensors before fxcfp could refuse them
         hooked = self._trace == "auto" and any(
             getattr(module, attr) for name, module in view.named_modules() if name
@@ -302,7 +305,7 @@ class Analyzer:
                     self._check_hooks(call, view, None)
                 raise
         if traced.method == "fx":
-            self._fx = traced
+            self._fx[convention] = traced
             sample = [x[:1] for x in inputs]  # channel maps do not depend on the batch size
         else:
             sample = inputs
@@ -481,7 +484,7 @@ class Analyzer:
             # fxcfp's own copy of the clip: the caller may refill its buffer, the model may
             # edit its input; neither reaches the pyramid
             inputs = _root_pre_hooks(view, _copies(inputs), as_list, call)
-            if as_list or self._trace == "export" or self._export_only:
+            if self._trace == "export" or self._export_only:
                 # before tracing: export inlines them all
                 self._check_hooks(call, model, None, hooked=hooked)
             plan, captured = self._plan_for(view, inputs, as_list, call)

@@ -134,6 +134,11 @@ _SHAPE_WORDS = ("shape", "size", "dimension", "channels", "expected input", "mat
                 "kernel size", "must match", "input type")
 
 
+# the hint for a model that raised on a list of clips
+PATHWAYS_HINT = ("a multi-input model (SlowFast) takes a list with one clip per pathway, in the "
+                 "order its forward reads them ([slow, fast]), each of the shape it was built for")
+
+
 def describe_model_error(err: BaseException, hint: str | None = None) -> str:
     """``Type: first line`` of an error the model raised, and the hint that applies to it: the
     clip's shape only where the message is about shapes, the model's own code otherwise."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 import traceback
 from collections.abc import Sequence
@@ -11,7 +12,12 @@ from typing import Any, Literal
 import torch
 from torch import fx, nn
 
-from ._errors import ModelCallError, UntraceableModelError, describe_model_error
+from ._errors import (
+    PATHWAYS_HINT,
+    ModelCallError,
+    UntraceableModelError,
+    describe_model_error,
+)
 from .passes.inplace import redirect_inplace
 
 __all__ = ["TRACE_LOCK", "LazyGraphModule", "Traced", "code_pending", "trace_model", "write_code"]
@@ -84,6 +90,10 @@ class _Tracer(fx.Tracer):
                     kwargs: dict[str, Any]) -> Any:
         if threading.get_ident() != self._thread:
             return forward(*args, **kwargs)  # another thread's call: the original __call__
+        if isinstance(m, nn.Identity) and not (args and isinstance(args[0], fx.Proxy)):
+            # an identity handed a list of pathways (SlowFast's last fusion) hands the list on:
+            # as a leaf it would turn the list into one opaque proxy
+            return m.forward(*args, **kwargs)
         return super().call_module(m, m.forward, args, kwargs)
 
     def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict[str, Any]) -> Any:
@@ -139,10 +149,44 @@ def failing_module(err: BaseException, model: nn.Module) -> str | None:
 
 
 def _fx_trace(model: nn.Module, leaf_modules: tuple[type[nn.Module], ...],
-              concrete_args: dict[str, Any] | None) -> fx.GraphModule:
+              concrete_args: dict[str, Any] | None, pathways: int | None = None
+              ) -> fx.GraphModule:
+    """Symbolic tracing; ``pathways``: the model's forward takes one list of that many
+    tensors, traced as one placeholder per tensor (the forward gets a real list of them)."""
     tracer = _Tracer(leaf_modules)
+    if pathways is not None:
+        concrete_args = {_list_argument(model): [fx.PH] * pathways, **(concrete_args or {})}
     graph = tracer.trace(model, concrete_args=concrete_args)
+    if pathways is not None:
+        _plain_calling_convention(graph)  # torch.fx flattened the list, and the output
     return LazyGraphModule(tracer.root, graph, type(model).__name__)
+
+
+def _plain_calling_convention(graph: fx.Graph) -> None:
+    """Make ``graph`` take its flattened tensors and return its output tensor, not the pytree
+    structures they were flattened from (a list of pathways; torch.export's one-tuple)."""
+    graph._codegen = fx.graph.CodeGen()
+    out = next(n for n in graph.nodes if n.op == "output")
+    if isinstance(out.args[0], (tuple, list)) and len(out.args[0]) == 1:
+        out.args = (out.args[0][0],)
+
+
+def _list_argument(model: nn.Module) -> str:
+    """The name of the forward argument that takes the list of pathways (its first)."""
+    parameters = list(inspect.signature(model.forward).parameters.values())
+    if not parameters or parameters[0].kind not in (inspect.Parameter.POSITIONAL_ONLY,
+                                                    inspect.Parameter.POSITIONAL_OR_KEYWORD):
+        raise TypeError(f"{type(model).__name__}.forward takes no positional argument to "
+                        "trace the list of pathways as")
+    return parameters[0].name
+
+
+def _pathways(inputs: Sequence[Any]) -> int | None:
+    """How many tensors the one list argument holds (``None``: the inputs are tensors)."""
+    if len(inputs) == 1 and isinstance(inputs[0], list) and inputs[0] and all(
+            isinstance(x, torch.Tensor) for x in inputs[0]):
+        return len(inputs[0])
+    return None
 
 
 def _export(model: nn.Module, inputs: Sequence[Any]) -> fx.GraphModule:
@@ -152,11 +196,7 @@ def _export(model: nn.Module, inputs: Sequence[Any]) -> fx.GraphModule:
     for node in list(graph.nodes):
         if node.op == "call_module" and node.target == "_guards_fn":
             graph.erase_node(node)
-    # plain calling convention: flattened tensors in, the output tensor out
-    graph._codegen = fx.graph.CodeGen()
-    out = next(n for n in graph.nodes if n.op == "output")
-    if isinstance(out.args[0], (tuple, list)) and len(out.args[0]) == 1:
-        out.args = (out.args[0][0],)
+    _plain_calling_convention(graph)
     gm.recompile()
     return gm
 
@@ -167,16 +207,20 @@ def trace_model(model: nn.Module, inputs: Sequence[Any], *,
                 method: Literal["auto", "fx", "export"] = "auto") -> Traced:
     """Trace ``model`` for the example ``inputs`` (the model's positional arguments).
 
-    Symbolic tracing keeps module paths as layer names and works for any input shape. It cannot
-    follow data-dependent control flow or inputs that are lists (pytorchvideo's SlowFast checks
-    its input's type); there, ``torch.export`` captures an aten-level graph for these inputs'
-    shapes instead, and the module paths come from the weights' qualified names.
+    Symbolic tracing keeps module paths as layer names and works for any input shape. A model
+    that takes one list of tensors (pytorchvideo's SlowFast: one clip per pathway, and it checks
+    that it gets a list) is traced with a real list of one placeholder per tensor. Symbolic
+    tracing cannot follow data-dependent control flow; there, ``torch.export`` captures an
+    aten-level graph for these inputs' shapes instead, and the module paths come from the
+    weights' qualified names.
     """
     with TRACE_LOCK:
         fx_error: BaseException | None = None
-        if method in ("auto", "fx") and all(isinstance(x, torch.Tensor) for x in inputs):
+        pathways = _pathways(inputs)
+        if method in ("auto", "fx") and (pathways is not None or all(
+                isinstance(x, torch.Tensor) for x in inputs)):
             try:
-                gm = _fx_trace(model, leaf_modules, concrete_args)
+                gm = _fx_trace(model, leaf_modules, concrete_args, pathways)
             except Exception as err:  # noqa: BLE001 - any tracing failure means: try export
                 fx_error = err
                 if method == "fx":
@@ -216,9 +260,8 @@ def _untraceable(model: nn.Module, fx_error: BaseException | None,
         # torch.export runs the model's Python code: this is the model failing on the input
         where = failing_module(export_error, model)
         place = f" in module {where!r}" if where and where != "<root>" else ""
-        many = ("a multi-input model (SlowFast) takes a list with one clip per pathway, in the "
-                "order its forward reads them ([slow, fast]), each of the shape it was built for"
-                if len(inputs) == 1 and isinstance(inputs[0], (list, tuple)) else None)
+        many = (PATHWAYS_HINT if len(inputs) == 1 and isinstance(inputs[0], (list, tuple))
+                else None)
         return ModelCallError(
             f"fxcfp.analyze: the model raised{place} on {_describe_inputs(inputs)}: "
             f"{describe_model_error(export_error, many)}")

@@ -115,14 +115,16 @@ def test_maps_of_a_model_that_edits_its_input_and_map_tensors_in_place():
     assert_unchanged(model, snap)
 
 
+@pytest.mark.parametrize("trace", ["fx", "export"])
 @pytest.mark.parametrize("mode", MODES)
-def test_maps_of_a_two_input_model_on_the_export_path(mode):
+def test_maps_of_a_two_input_model_on_both_paths(mode, trace):
     model, shapes = make_two_stream()
     generator = torch.Generator().manual_seed(4)
     clips = [torch.randn(s[1:], generator=generator) for s in shapes]
-    recorded = fxcfp.analyze(model, clips, threshold=0.4, maps=mode)
-    assert recorded.trace_method == "export"
-    _assert_same_maps(fxcfp.analyze(model, clips, threshold=0.4), recorded, mode)
+    recorded = fxcfp.Analyzer(model, trace=trace).analyze(clips, threshold=0.4, maps=mode)
+    assert recorded.trace_method == trace
+    plain = fxcfp.Analyzer(model, trace=trace).analyze(clips, threshold=0.4)
+    _assert_same_maps(plain, recorded, mode)
 
 
 def test_the_maps_cost_no_forward_of_their_own():

@@ -127,7 +127,26 @@ def test_hooks_on_an_export_path_model_are_refused_by_name():
     model = TwoPathways()
     model.slow.register_forward_hook(lambda *args: None)
     with pytest.raises(fxcfp.UnsupportedModelError, match="'slow' .*torch.export inlines"):
-        fxcfp.analyze(model, [torch.randn(3, 2, 4, 4), torch.randn(3, 4, 4, 4)])
+        fxcfp.Analyzer(model, trace="export").analyze(
+            [torch.randn(3, 2, 4, 4), torch.randn(3, 4, 4, 4)])
+
+
+def test_a_hook_of_a_list_input_model_runs_once_per_call_on_the_fx_path():
+    from tests.test_trace import TwoPathways
+
+    model = TwoPathways()
+    seen: list[tuple[int, ...]] = []
+    handle = model.slow.register_forward_hook(lambda m, args, out: seen.append(out.shape))
+    try:
+        clips = [torch.randn(3, 2, 4, 4), torch.randn(3, 4, 4, 4)]
+        analyzer = fxcfp.Analyzer(model)
+        first = analyzer.analyze(clips, 0, threshold=0.0)
+        second = analyzer.analyze(clips, 0, threshold=0.0)
+        assert first.trace_method == "fx"
+        assert seen == [(1, 8, 2, 4, 4)] * 2  # real tensors, once per call
+        assert (first.depths == second.depths).all()
+    finally:
+        handle.remove()
 
 
 def test_hooks_of_a_model_that_needs_torch_export_never_see_its_fake_tensors():

@@ -449,6 +449,22 @@ def test_slowfast_shows_both_pathways_and_their_lateral_connections() -> None:
             assert level.pathway == (0 if side == "slow" else 1), level.name
 
 
+def test_slowfast_traced_symbolically_gives_the_pyramid_torch_export_gives() -> None:
+    # its list of pathways is traced as one placeholder per clip; its last fusion, an
+    # nn.Identity handed the list, passes the list on
+    model = _narrow_slowfast()
+    generator = torch.Generator().manual_seed(3)
+    clips = [torch.randn(1, 3, 1, 32, 32, generator=generator),
+             torch.randn(1, 3, 4, 32, 32, generator=generator)]
+    by_fx = fxcfp.analyze(model, clips, threshold=0.3)
+    by_export = fxcfp.Analyzer(model, trace="export").analyze(clips, threshold=0.3)
+    assert (by_fx.trace_method, by_export.trace_method) == ("fx", "export")
+    assert [level.name for level in by_fx.layers] == [level.name for level in by_export.layers]
+    assert by_fx.target == by_export.target
+    assert torch.allclose(by_fx.logits, by_export.logits, rtol=1e-5, atol=1e-6)
+    assert set(by_fx.graph.edges) == set(by_export.graph.edges)
+
+
 # --- video transformers: refused, with the reason -----------------------------------------------
 
 _ATTENTION = r"multiplies two activations.*attention.*no gate for data-dependent mixing"

@@ -121,7 +121,12 @@ def test_a_parametrised_weight_on_the_export_path_is_refused_by_name():
     model = TwoPathways()
     parametrizations.weight_norm(model.head)
     snap = snapshot(model)
+    clips = [torch.randn(3, 2, 4, 4), torch.randn(3, 4, 4, 4)]
     with pytest.raises(fxcfp.UnsupportedOpError,
                        match=r"layer 'head' .*computed in forward.*parametrization"):
-        fxcfp.analyze(model, [torch.randn(3, 2, 4, 4), torch.randn(3, 4, 4, 4)])
+        fxcfp.Analyzer(model, trace="export").analyze(clips)
+    assert_unchanged(model, snap)
+    # symbolic tracing keeps the module: its parametrised weight is read from it
+    pyramid = fxcfp.analyze(model, clips, 0, threshold=0.0)
+    assert pyramid.trace_method == "fx" and "head" in {level.name for level in pyramid.layers}
     assert_unchanged(model, snap)

@@ -10,6 +10,7 @@ import torch
 from torch import fx, nn
 
 from .._errors import (
+    PATHWAYS_HINT,
     ModelCallError,
     UnsupportedModelError,
     UnsupportedOpError,
@@ -166,10 +167,14 @@ class _LabelInterpreter(fx.Interpreter):
         except (UnsupportedOpError, UnsupportedModelError, ModelCallError):
             raise
         except Exception as err:
+            many = len(self.inputs) > 1
+            shapes = [self.shapes.get(node) for node in self.graph.nodes
+                      if node.op == "placeholder"]
+            given = f"a list of {len(shapes)} tensor(s) of shapes {shapes}" if many else "this input"
             raise ModelCallError(
                 f"{self.call}: the model raised at FX node {n.name!r} "
-                f"({describe_op(n, self.module)}{_module_path(n)}) on this input: "
-                f"{describe_model_error(err)}"
+                f"({describe_op(n, self.module)}{_module_path(n)}) on {given}: "
+                f"{describe_model_error(err, PATHWAYS_HINT if many else None)}"
             ) from err
         self.hops[n] = self._hops_of(n)
         if isinstance(value, torch.Tensor):
