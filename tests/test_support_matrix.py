@@ -415,12 +415,16 @@ def _narrow_slowfast() -> nn.Module:
                                head_pool=nn.AdaptiveAvgPool3d)
 
 
+def _slowfast_clips(seed: int) -> list[torch.Tensor]:
+    """[slow, fast] for the narrow SlowFast: 1 and 4 frames (alpha 4) at 32x32."""
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(1, 3, 1, 32, 32, generator=generator),
+            torch.randn(1, 3, 4, 32, 32, generator=generator)]
+
+
 def test_slowfast_shows_both_pathways_and_their_lateral_connections() -> None:
     model = _narrow_slowfast()
-    generator = torch.Generator().manual_seed(0)
-    clips = [torch.randn(1, 3, 1, 32, 32, generator=generator),
-             torch.randn(1, 3, 4, 32, 32, generator=generator)]
-    pyramid = fxcfp.analyze(model, clips, threshold=0.0)
+    pyramid = fxcfp.analyze(model, _slowfast_clips(0), threshold=0.0)
     graph = pyramid.graph
 
     def pathway(layer: str) -> str:
@@ -453,9 +457,7 @@ def test_slowfast_traced_symbolically_gives_the_pyramid_torch_export_gives() -> 
     # its list of pathways is traced as one placeholder per clip; its last fusion, an
     # nn.Identity handed the list, passes the list on
     model = _narrow_slowfast()
-    generator = torch.Generator().manual_seed(3)
-    clips = [torch.randn(1, 3, 1, 32, 32, generator=generator),
-             torch.randn(1, 3, 4, 32, 32, generator=generator)]
+    clips = _slowfast_clips(3)
     by_fx = fxcfp.analyze(model, clips, threshold=0.3)
     by_export = fxcfp.Analyzer(model, trace="export").analyze(clips, threshold=0.3)
     assert (by_fx.trace_method, by_export.trace_method) == ("fx", "export")
