@@ -35,6 +35,7 @@ from ._evidence import _leaf, evidence_products, grad_mode, pick_channels
 from ._trace import LazyGraphModule
 from .passes import WEIGHTED_LAYER, WeightedLayer
 from .passes.inplace import INPLACE
+from .passes.targets import ModulesByPath
 
 if TYPE_CHECKING:
     from ._plan import LayerInfo, Plan
@@ -203,7 +204,7 @@ def _flat_root(gm: fx.GraphModule, graph: fx.Graph) -> nn.Module:
     root = nn.Module()
     names: dict[str, str] = {}  # path in gm -> name on root
     taken: set[str] = set()
-    modules = dict(gm.named_modules())  # one walk, not a get_submodule per path
+    modules = ModulesByPath(gm)
 
     def bind(path: str, prefix: str) -> str:
         name = names.get(path)
@@ -215,7 +216,7 @@ def _flat_root(gm: fx.GraphModule, graph: fx.Graph) -> nn.Module:
                 name = f"{base}_{suffix}"
             taken.add(name)
             names[path] = name
-            value = (modules.get(path) or gm.get_submodule(path)) if prefix else getattr(gm, path)
+            value = modules(path) if prefix else getattr(gm, path)
             if isinstance(value, nn.Module):
                 root.add_module(name, value)
             elif isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter):

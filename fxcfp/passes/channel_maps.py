@@ -21,7 +21,7 @@ from .labels import NONE, dedupe, new_label
 from .map_nodes import find_map_node
 from .registry import lookup_rule
 from .rules import NotExplainableError, RuleCall, RuleError
-from .targets import describe_op
+from .targets import ModulesByPath, describe_op
 from .weighted_layers import WEIGHTED_LAYER, WeightedLayer, input_channel_dim
 
 __all__ = ["CHANNEL_MAP", "OUTPUT_MAP", "ChannelMap", "OutputMap", "annotate_channel_maps"]
@@ -117,17 +117,11 @@ class _LabelInterpreter(fx.Interpreter):
         self.input_ranks: list[int] = []
         # output shapes, for finding where maps of a layer without location are drawn
         self.shapes: dict[fx.Node, tuple[int, ...]] = {}
-        # the graph's modules by path, read once: torch.fx looks each call_module's target up
-        # atom by atom (hasattr and getattr per dot, most of a small layer's bookkeeping)
-        self.submodules = dict(gm.named_modules())
+        self.modules = ModulesByPath(gm)
 
     def fetch_attr(self, target: str) -> Any:
-        module = self.submodules.get(target)
+        module = self.modules.get(target)  # a call_module's target; else a parameter's
         return module if module is not None else super().fetch_attr(target)
-
-    def _submodule(self, target: Any) -> nn.Module:
-        module = self.submodules.get(str(target))
-        return module if module is not None else self.module.get_submodule(str(target))
 
     def _ids(self, count: int) -> torch.Tensor:
         ids = torch.arange(self.next_id, self.next_id + count)
@@ -232,7 +226,7 @@ class _LabelInterpreter(fx.Interpreter):
             # sizes, constants, and tensors made from them carry no producer channels
             self.labels[n] = None
             return value
-        module = self._submodule(n.target) if n.op == "call_module" else None
+        module = self.modules(n.target) if n.op == "call_module" else None
         rule = lookup_rule(n, module)
         if rule is None:
             raise UnsupportedOpError(
@@ -257,7 +251,7 @@ class _LabelInterpreter(fx.Interpreter):
 
     def _applier(self, n: fx.Node) -> Any:
         if n.op == "call_module":
-            return self._submodule(n.target)
+            return self.modules(n.target)
         if n.op == "call_method":
             method = str(n.target)  # a call_method's target is the method's name
             return lambda self_, *args, **kwargs: getattr(self_, method)(*args, **kwargs)

@@ -19,7 +19,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import fx, nn
+from torch import fx
+
+from .targets import ModulesByPath
 
 __all__ = ["INPLACE", "is_inplace", "redirect_inplace"]
 
@@ -75,7 +77,7 @@ def _sizes(node: Any) -> bool:
 
 def is_inplace(node: fx.Node, gm: fx.GraphModule,
                signatures: dict[int, tuple[Any, inspect.Signature | None]] | None = None,
-               modules: dict[str, nn.Module] | None = None) -> bool:
+               modules: ModulesByPath | None = None) -> bool:
     """Does ``node`` edit its first argument in place (and return it)? ``signatures``: a cache
     of the functions' signatures, ``modules`` the graph's modules by path, for a pass over many
     nodes."""
@@ -85,7 +87,8 @@ def is_inplace(node: fx.Node, gm: fx.GraphModule,
         method = str(node.target)  # a call_method's target is the method's name
         return method.endswith("_") and not method.startswith("_")
     if node.op == "call_module":
-        module = (modules or {}).get(str(node.target)) or gm.get_submodule(str(node.target))
+        module = (modules(node.target) if modules is not None
+                  else gm.get_submodule(str(node.target)))
         return getattr(module, "inplace", False) is True
     if node.op != "call_function":
         return False
@@ -108,7 +111,7 @@ def redirect_inplace(gm: fx.GraphModule) -> fx.GraphModule:
     order = {node: i for i, node in enumerate(gm.graph.nodes)}
     changed = False
     signatures: dict[int, tuple[Any, inspect.Signature | None]] = {}
-    modules = dict(gm.named_modules())
+    modules = ModulesByPath(gm)
     for node in list(gm.graph.nodes):
         if not is_inplace(node, gm, signatures, modules):
             continue

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from .._errors import UnsupportedOpError
-from .targets import aten_op, describe_op
+from .targets import ModulesByPath, aten_op, describe_op
 
 __all__ = ["WEIGHTED_LAYER", "WeightedLayer", "annotate_weighted_layers", "input_channel_dim",
            "layer_weight", "weight_owner", "weight_version"]
@@ -151,10 +151,10 @@ def _transposed(call: str, node: fx.Node, layer: str | None) -> UnsupportedOpErr
 
 
 def _describe(node: fx.Node, gm: fx.GraphModule, call: str,
-              modules: dict[str, nn.Module]) -> WeightedLayer | None:
+              modules: ModulesByPath) -> WeightedLayer | None:
     if node.op == "call_module":
         path = str(node.target)  # a call_module target is the module's path
-        module = modules.get(path) or gm.get_submodule(path)
+        module = modules(path)
         if isinstance(module, _TRANSPOSED_CONV_MODULES):
             raise _transposed(call, node, path)
         if isinstance(module, nn.modules.conv._ConvNd):
@@ -219,7 +219,7 @@ def annotate_weighted_layers(gm: fx.GraphModule, model: nn.Module | None = None,
     ``model`` (the traced module) names a functional call after the module that owns its
     weight; ``call`` is the public call whose errors these are."""
     seen: dict[str, int] = {}
-    modules = dict(gm.named_modules())  # one walk, not a get_submodule per module call
+    modules = ModulesByPath(gm)
     for node in gm.graph.nodes:
         layer = _describe(node, gm, call, modules)
         if layer is None:
